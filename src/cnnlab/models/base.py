@@ -1,0 +1,101 @@
+"""The interface every cnnlab model shares.
+
+``forward(x) = forward_head(forward_features(x))``. ``forward_features`` first checks the input
+(4-D, the right number of channels, at least ``min_input_size`` pixels on each side) so that an
+image too small for the network fails with one clear ``ValueError`` before any convolution runs,
+instead of a shape error from deep inside torch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["ConvNet"]
+
+
+class ConvNet(nn.Module):
+    """Base class of the zoo's image classifiers.
+
+    Subclasses set ``in_channels``, ``num_classes``, ``num_features`` (channels of the tensor
+    ``forward_features`` returns), ``min_input_size`` (smallest height and width accepted),
+    optionally ``fixed_input_size`` (the only size accepted, for nets with a flatten-to-FC head
+    such as LeNet-5), ``classifier_name`` (dotted path of the final layer) and implement
+    ``_forward_features`` and ``forward_head``.
+    """
+
+    in_channels: int
+    num_classes: int
+    num_features: int
+    min_input_size: int = 1
+    fixed_input_size: int | None = None
+    classifier_name: str = "fc"
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a one-line ``ValueError`` for an input this network cannot take."""
+        if isinstance(x, torch.fx.Proxy):  # symbolic tracing: shapes are not known
+            return
+        name = type(self).__name__
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} expects a tensor, got {type(x).__name__}")
+        if x.dim() != 4:
+            raise ValueError(
+                f"{name} expects a 4-D input (N, C, H, W), got shape {tuple(x.shape)}; "
+                "add a batch dimension with x.unsqueeze(0)"
+            )
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"{name} expects {self.in_channels} input channels, got {x.shape[1]} "
+                f"(shape {tuple(x.shape)}); build it with in_channels={x.shape[1]}"
+            )
+        h, w = int(x.shape[2]), int(x.shape[3])
+        if self.fixed_input_size is not None:
+            s = self.fixed_input_size
+            if (h, w) != (s, s):
+                raise ValueError(f"{name} takes {s}x{s} inputs only, got {h}x{w}; resize the images")
+        elif min(h, w) < self.min_input_size:
+            s = self.min_input_size
+            raise ValueError(
+                f"{name} needs inputs of at least {s}x{s} pixels, got {h}x{w}; resize or pad the images"
+            )
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The features before the classifier head (after the input check)."""
+        self.check_input(x)
+        return self._forward_features(x)
+
+    def _forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Module:
+        return self.get_submodule(self.classifier_name)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the final layer with a freshly initialised one for ``num_classes`` outputs.
+
+        Handles a final ``nn.Linear`` or a 1x1 ``nn.Conv2d`` classifier (NiN, SqueezeNet);
+        models with another kind of head override this.
+        """
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        old = self.get_classifier()
+        factory = {"device": old.weight.device, "dtype": old.weight.dtype}
+        if isinstance(old, nn.Linear):
+            new: nn.Module = nn.Linear(old.in_features, num_classes, bias=old.bias is not None, **factory)
+        elif isinstance(old, nn.Conv2d):
+            new = nn.Conv2d(
+                old.in_channels, num_classes, old.kernel_size, old.stride, old.padding,
+                bias=old.bias is not None, **factory,
+            )
+        else:
+            raise TypeError(f"{type(self).__name__} must override reset_classifier")
+        parent_name, _, child = self.classifier_name.rpartition(".")
+        parent = self.get_submodule(parent_name) if parent_name else self
+        setattr(parent, child, new)
+        self.num_classes = num_classes

@@ -1,0 +1,126 @@
+"""Building blocks shared by the zoo: one copy of each.
+
+Layer types are passed as classes or callables (``norm_layer=nn.BatchNorm2d``), never as strings.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+__all__ = ["ConvBNAct", "LocalResponseNorm", "SeparableConv2d", "init_weights"]
+
+LayerFactory = Callable[..., nn.Module]
+
+
+class ConvBNAct(nn.Module):
+    """Conv2d, then an optional norm layer, then an optional activation.
+
+    Submodules are named ``conv``, ``bn`` and ``act`` so that state dicts match torchvision's
+    ``BasicConv2d`` (GoogLeNet, Inception v3). With a norm layer the conv has no bias, as the
+    BN's beta takes its place; without one, the conv keeps its bias (the pre-BN papers).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] | None = None,
+        *,
+        groups: int = 1,
+        dilation: int = 1,
+        bias: bool | None = None,
+        norm_layer: LayerFactory | None = nn.BatchNorm2d,
+        activation: LayerFactory | None = nn.ReLU,
+        eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        if padding is None:  # "same" padding for odd kernels at stride 1
+            k = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+            padding = (dilation * (k[0] - 1) // 2, dilation * (k[1] - 1) // 2)
+        if bias is None:
+            bias = norm_layer is None
+        self.conv = nn.Conv2d(
+            in_channels, out_channels, kernel_size, stride, padding,
+            dilation=dilation, groups=groups, bias=bias,
+        )
+        self.bn = norm_layer(out_channels, eps=eps) if norm_layer is not None else None
+        self.act = activation(inplace=True) if activation is not None else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        if self.bn is not None:
+            x = self.bn(x)
+        if self.act is not None:
+            x = self.act(x)
+        return x
+
+
+class LocalResponseNorm(nn.LocalResponseNorm):
+    """Local response normalisation in the papers' convention (AlexNet §3.3).
+
+    b = a / (k + alpha * sum_{n neighbours} a^2) ** beta. PyTorch's ``nn.LocalResponseNorm``
+    divides ``alpha`` by ``size``; we multiply it back so the constants read as in the papers
+    (AlexNet: k=2, n=5, alpha=1e-4, beta=0.75).
+    """
+
+    def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0) -> None:
+        super().__init__(size=size, alpha=alpha * size, beta=beta, k=k)
+        self.paper_alpha = alpha
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, alpha={self.paper_alpha} (paper convention), beta={self.beta}, k={self.k}"
+
+
+class SeparableConv2d(nn.Module):
+    """Depthwise k x k conv followed by a pointwise 1x1 conv, nothing in between.
+
+    Xception (Chollet 2017, §2) notes that, unlike Inception, its separable convolutions have no
+    non-linearity between the depthwise and pointwise steps. Callers add norm and activation.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        padding: int | None = None,
+        *,
+        dilation: int = 1,
+        bias: bool = False,
+    ) -> None:
+        super().__init__()
+        if padding is None:
+            padding = dilation * (kernel_size - 1) // 2
+        self.depthwise = nn.Conv2d(
+            in_channels, in_channels, kernel_size, stride, padding,
+            dilation=dilation, groups=in_channels, bias=bias,
+        )
+        self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pointwise(self.depthwise(x))
+
+
+def init_weights(module: nn.Module) -> None:
+    """He (fan-out) init for convs, N(0, 0.01) for linear layers, unit/zero for norms.
+
+    Works on the meta device (the init functions are no-ops there).
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.01)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)) and m.affine:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

@@ -1,0 +1,102 @@
+"""Generic tests parametrized over the whole registry (timm/torchvision style)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import cnnlab
+from zoo import build_meta, count_params, runs_at, smallest_working_size
+
+ALL = cnnlab.list_models()
+
+
+def native_input(name: str, batch: int = 2) -> torch.Tensor:
+    c, h, w = cnnlab.model_info(name).input_size
+    return torch.randn(batch, c, h, w)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_forward_backward(name: str) -> None:
+    torch.manual_seed(0)
+    model = cnnlab.create_model(name, num_classes=7)
+    model.train()
+    out = model(native_input(name))
+    assert isinstance(out, torch.Tensor), "training-mode forward without aux heads returns a tensor"
+    assert out.shape == (2, 7)
+    assert torch.isfinite(out).all()
+    out.square().mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, f"parameters without gradient: {missing[:5]}"
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_features_head_and_reset_classifier(name: str) -> None:
+    model = build_meta(name, num_classes=7).eval()
+    x = native_input(name, batch=1).to("meta")
+    feats = model.forward_features(x)
+    assert feats.shape[1] == model.num_features
+    assert model.forward_head(feats).shape == (1, 7)
+    model.reset_classifier(13)
+    assert model.num_classes == 13
+    assert model(x).shape == (1, 13)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_meta_build_allocates_nothing(name: str) -> None:
+    model = build_meta(name)
+    assert all(p.device.type == "meta" for p in model.parameters())
+    assert all(b.device.type == "meta" for b in model.buffers())
+    assert count_params(model) > 0
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_too_small_input_raises_clear_error(name: str) -> None:
+    model = build_meta(name).eval()
+    c, h, _ = cnnlab.model_info(name).input_size
+    if model.fixed_input_size is not None:
+        assert model.fixed_input_size == h
+        bad = h - 1
+        pattern = f"takes {h}x{h} inputs only"
+    else:
+        # The declared minimum is exactly the smallest size the layers accept.
+        assert smallest_working_size(model, h) == model.min_input_size
+        bad = model.min_input_size - 1
+        pattern = f"at least {model.min_input_size}x{model.min_input_size}"
+    assert runs_at(model, h)
+    with pytest.raises(ValueError, match=pattern):
+        model(torch.empty(1, c, bad, bad, device="meta"))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_wrong_rank_and_channels_raise(name: str) -> None:
+    model = build_meta(name).eval()
+    c, h, w = cnnlab.model_info(name).input_size
+    with pytest.raises(ValueError, match="4-D input"):
+        model(torch.empty(c, h, w, device="meta"))
+    with pytest.raises(ValueError, match=f"expects {c} input channels"):
+        model(torch.empty(1, c + 1, h, w, device="meta"))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_in_channels(name: str) -> None:
+    model = build_meta(name, in_channels=5, num_classes=3).eval()
+    _, h, w = cnnlab.model_info(name).input_size
+    assert model(torch.empty(1, 5, h, w, device="meta")).shape == (1, 3)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_unknown_kwarg_raises(name: str) -> None:
+    with pytest.raises(TypeError, match="unknown argument 'width_multi'.*accepted arguments"):
+        cnnlab.create_model(name, width_multi=1.0)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_model_info(name: str) -> None:
+    info = cnnlab.model_info(name)
+    assert info.name == name
+    assert info.family and info.paper.title and 1980 < info.year < 2030
+    assert len(info.input_size) == 3 and info.num_classes > 0
+    assert isinstance(build_meta(name), nn.Module)
