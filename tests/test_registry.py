@@ -1,0 +1,77 @@
+"""The registry's contract: strict names, strict keywords, wildcards, metadata."""
+
+from __future__ import annotations
+
+import pytest
+from torch import nn
+
+import cnnlab
+from cnnlab.models.vgg import VGG, PAPER
+from cnnlab.registry import accepted_kwargs, register_model
+
+
+def test_list_models_sorted_and_filtered() -> None:
+    names = cnnlab.list_models()
+    assert names == sorted(names) and len(names) == len(set(names))
+    assert cnnlab.list_models("vgg1?") == ["vgg11", "vgg13", "vgg16", "vgg19"]
+    assert set(cnnlab.list_models("vgg*_bn")) == {"vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn", "vgg16_c_bn"}
+    assert cnnlab.list_models("no_such_*") == []
+
+
+def test_unknown_name_lists_close_matches() -> None:
+    with pytest.raises(ValueError, match=r"unknown model 'vgg17'.*did you mean.*vgg16"):
+        cnnlab.create_model("vgg17")
+    with pytest.raises(ValueError, match="unknown model 'qqqq'"):
+        cnnlab.model_info("qqqq")
+
+
+def test_unknown_kwarg_names_it_and_the_accepted_ones() -> None:
+    with pytest.raises(TypeError) as err:
+        cnnlab.create_model("vgg16", dropuot=0.1)
+    message = str(err.value)
+    assert "'dropuot'" in message and "dropout" in message and "num_classes" in message
+
+
+def test_fixed_variant_argument_cannot_be_overridden() -> None:
+    assert "config" not in accepted_kwargs("vgg16")
+    with pytest.raises(TypeError, match="'config' is fixed"):
+        cnnlab.create_model("vgg16", config="E")
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "10"])
+def test_num_classes_and_in_channels_validated(bad) -> None:
+    with pytest.raises(ValueError, match="num_classes must be a positive integer"):
+        cnnlab.create_model("vgg11", num_classes=bad)
+    with pytest.raises(ValueError, match="in_channels must be a positive integer"):
+        cnnlab.create_model("vgg11", in_channels=bad)
+
+
+def test_duplicate_registration_raises() -> None:
+    with pytest.raises(ValueError, match="already registered"):
+        register_model("vgg16", VGG, family="VGG", paper=PAPER, input_size=(3, 224, 224), config="D")
+
+
+def test_builder_must_accept_declared_arguments() -> None:
+    with pytest.raises(TypeError, match="does not accept"):
+        register_model("vgg_bogus", VGG, family="VGG", paper=PAPER, input_size=(3, 224, 224), colour="red")
+
+    class NoChannels(nn.Module):
+        def __init__(self, *, num_classes: int) -> None:
+            super().__init__()
+
+    with pytest.raises(TypeError, match="in_channels"):
+        register_model("bogus_net", NoChannels, family="x", paper=PAPER, input_size=(3, 8, 8))
+    assert "vgg_bogus" not in cnnlab.list_models() and "bogus_net" not in cnnlab.list_models()
+
+
+def test_model_info_carries_paper_and_reference() -> None:
+    info = cnnlab.model_info("vgg16")
+    assert info.family == "VGG" and info.year == 2014 and "Very Deep" in info.title
+    assert info.input_size == (3, 224, 224) and info.num_classes == 1000
+    assert info.ref_params == 138357544 and info.ref_macs == 15470264320
+    assert info.fixed == {"config": "D", "batch_norm": False}
+
+
+def test_create_model_passes_arch_kwargs() -> None:
+    model = cnnlab.create_model("vgg11", num_classes=3, dropout=0.25)
+    assert model.classifier[2].p == 0.25 and model.num_classes == 3
