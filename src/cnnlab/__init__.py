@@ -6,7 +6,8 @@
     >>> model = cnnlab.create_model("vgg16", num_classes=10)
 """
 
+from cnnlab.analysis import Analysis, analyze
 from cnnlab.registry import ModelInfo, Paper, create_model, list_models, model_info
 
-__all__ = ["ModelInfo", "Paper", "create_model", "list_models", "model_info"]
+__all__ = ["Analysis", "analyze", "ModelInfo", "Paper", "create_model", "list_models", "model_info"]
 __version__ = "0.1.0"

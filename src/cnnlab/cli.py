@@ -12,6 +12,7 @@ from typing import Sequence
 import torch
 
 from cnnlab.registry import create_model, list_models, model_info
+from cnnlab.textable import render_table
 
 __all__ = ["main"]
 
@@ -55,18 +56,6 @@ def models_table(pattern: str | None = None) -> list[list[str]]:
             _params_match(ours, info.ref_params, tolerance.get(name, 0.0)),
         ])
     return rows
-
-
-def render_table(header: Sequence[str], rows: Sequence[Sequence[str]], numeric: set[int]) -> str:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            str(c).rjust(w) if i in numeric else str(c).ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths))
-        ).rstrip()
-
-    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
 def _cmd_models(args: argparse.Namespace) -> int:

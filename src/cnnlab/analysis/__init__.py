@@ -1,0 +1,178 @@
+"""The analyzer: exact params, MACs, FLOPs, memory access, activations and receptive field of
+any ``nn.Module``, captured at the dispatcher on the meta device (nothing is allocated).
+
+    >>> import cnnlab
+    >>> a = cnnlab.analyze(cnnlab.create_model("vgg16"), (1, 3, 224, 224))
+    >>> a.macs
+    15470264320
+
+Counting conventions are in ``cnnlab.analysis.rules`` and ``docs/counting_rules.md``.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from cnnlab.analysis.capture import Capture, RF
+from cnnlab.analysis.result import Analysis
+from cnnlab.analysis.rules import conv_kind
+
+__all__ = ["analyze", "Analysis"]
+
+
+def _meta_copy(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """A structural copy of ``model`` whose parameters and buffers live on the meta device.
+
+    Nothing of the original is copied or modified; tied parameters stay tied.
+    """
+    memo: dict[int, object] = {}
+    for p in model.parameters():
+        if id(p) not in memo:
+            target = dtype if p.is_floating_point() else p.dtype
+            memo[id(p)] = nn.Parameter(torch.empty_like(p, device="meta", dtype=target), requires_grad=p.requires_grad)
+    for b in model.buffers():
+        if id(b) not in memo:
+            target = dtype if b.is_floating_point() else b.dtype
+            memo[id(b)] = torch.empty_like(b, device="meta", dtype=target)
+    return copy.deepcopy(model, memo)
+
+
+def _validate_input_size(input_size: Sequence[int]) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(v) for v in input_size)
+    except (TypeError, ValueError):
+        raise ValueError(f"input_size must be a sequence of positive integers, got {input_size!r}") from None
+    if len(shape) < 2 or any(v < 1 for v in shape) or any(
+        isinstance(v, bool) or float(v) != int(v) for v in input_size
+    ):
+        raise ValueError(
+            f"input_size must be the full input shape with the batch dimension, e.g. (1, 3, 224, 224); got {input_size!r}"
+        )
+    return shape
+
+
+def _param_totals(model: nn.Module) -> dict[str, int]:
+    params = {id(p): p for p in model.parameters()}.values()
+    buffers = {id(b): b for b in model.buffers()}.values()
+    return {
+        "params": sum(p.numel() for p in params),
+        "trainable_params": sum(p.numel() for p in params if p.requires_grad),
+        "buffers": sum(b.numel() for b in buffers),
+        "model_size_bytes": sum(t.numel() * t.element_size() for t in (*params, *buffers)),
+    }
+
+
+def _module_kind(module: nn.Module) -> str:
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return conv_kind(module.weight, module.groups, module.transposed)
+    if isinstance(module, nn.Linear):
+        return "linear"
+    return type(module).__name__
+
+
+def _rf_value(rf: RF | None, extent: tuple[int, ...]) -> tuple[int | float | None, int | float | None]:
+    """Receptive field and jump reported as the largest over spatial dimensions.
+
+    A field that depends on the whole input (after global pooling, a linear layer, SE's gate)
+    is reported as the input's extent.
+    """
+    if rf is None:
+        return None, None
+    if rf.whole or not rf.size:
+        return max(extent) if extent else None, None
+    size, jump = max(rf.size), max(rf.jump)
+    norm = lambda v: int(v) if float(v).is_integer() else round(float(v), 4)  # noqa: E731
+    return norm(size), norm(jump)
+
+
+def analyze(
+    model: nn.Module,
+    input_size: Sequence[int],
+    *,
+    device: str | torch.device = "meta",
+    dtype: torch.dtype = torch.float32,
+    fold_bn: bool = False,
+) -> Analysis:
+    """Count what one forward pass of ``model`` on an input of shape ``input_size`` costs.
+
+    ``input_size`` includes the batch dimension; totals are for that whole input. The model is
+    analysed in eval mode under ``torch.no_grad``. On the meta device (the default) a structural
+    copy is analysed and no weight or activation is allocated; ``device="cpu"`` runs the real
+    model (its training flag is restored afterwards). ``fold_bn`` analyses the network as if every
+    BatchNorm were folded into the conv before it.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"analyze expects an nn.Module, got {type(model).__name__}")
+    shape = _validate_input_size(input_size)
+    device = torch.device(device)
+    if device.type == "meta":
+        target = _meta_copy(model, dtype)
+    else:
+        first = next(iter(model.parameters()), None)
+        same = first is None or (first.device == device and first.dtype == dtype)
+        target = model if same else copy.deepcopy(model).to(device=device, dtype=dtype)
+    was_training = target.training
+    target.eval()
+    spatial = max(len(shape) - 2, 0)
+    capture = Capture(target, spatial_dims=spatial, input_extent=shape[2:], fold_bn=fold_bn)
+    x = torch.zeros(shape, device=device, dtype=dtype) if device.type != "meta" else torch.empty(shape, device=device, dtype=dtype)
+    capture.track_input(x)
+    capture.attach()
+    try:
+        with torch.no_grad(), capture:
+            target(x)
+    finally:
+        capture.detach()
+        target.train(was_training)
+    del x
+
+    totals = _param_totals(target)
+    seen: set[int] = set()
+    by_type: dict[str, dict[str, int]] = {
+        kind: {"macs": s.macs, "flops": s.flops, "params": 0, "mem_access": s.mem_access}
+        for kind, s in capture.by_type.items()
+    }
+    for name, module in target.named_modules():
+        direct = [p for p in module.parameters(recurse=False) if id(p) not in seen]
+        seen.update(id(p) for p in direct)
+        count = sum(p.numel() for p in direct)
+        if count:
+            stats = capture._layer(name)
+            stats.params = count
+            kind = _module_kind(module)
+            by_type.setdefault(kind, {"macs": 0, "flops": 0, "params": 0, "mem_access": 0})["params"] += count
+
+    layers = []
+    for stats in sorted(capture.layers.values(), key=lambda s: s.order):
+        if not (stats.executed_ops or stats.params):
+            continue
+        rf, jump = _rf_value(stats.rf, shape[2:])
+        layers.append({
+            "name": stats.name, "type": stats.type, "input_shape": stats.input_shape,
+            "output_shape": stats.output_shape, "params": stats.params, "macs": stats.macs,
+            "flops": stats.flops, "mem_access": stats.mem_access, "activations": stats.activations,
+            "receptive_field": rf, "jump": jump, "calls": stats.calls,
+        })
+    spatial_fields = [s.rf for s in capture.layers.values() if s.rf is not None and not s.rf.whole and s.rf.size]
+    deepest = max(spatial_fields, key=lambda f: max(f.size), default=None)
+    rf_total, jump_total = _rf_value(deepest, shape[2:])
+    stats_all = capture.layers.values()
+    totals.update(
+        macs=sum(s.macs for s in stats_all),
+        flops=sum(s.flops for s in stats_all),
+        mem_access=sum(s.mem_access for s in stats_all),
+        mem_access_bytes=sum(s.mem_access_bytes for s in stats_all),
+        activations=sum(s.activations for s in stats_all),
+        peak_activation_bytes=capture.peak_bytes,
+        receptive_field=rf_total,
+        jump=jump_total,
+    )
+    uncounted = [{"op": op, "count": n, "module": module} for op, (n, module) in capture.uncounted.items()]
+    return Analysis(
+        model=type(model).__name__, input_shape=list(shape), complete=not uncounted,
+        total=totals, layers=layers, by_type=by_type, uncounted_ops=uncounted,
+    )

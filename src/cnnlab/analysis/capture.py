@@ -1,0 +1,326 @@
+"""Capture at the dispatcher: every aten operator a forward pass runs, attributed to the module
+that ran it.
+
+A ``TorchDispatchMode`` sees functional calls, operators (``x + y``, ``@``), reused modules and
+custom modules alike; forward pre/post hooks keep a stack of module names so each operator is
+charged to the innermost module running when it executes. Per tensor we keep the receptive field
+(size and jump per spatial dimension) and a storage record for activation lifetimes.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+from torch.utils.weak import WeakTensorKeyDictionary
+
+from cnnlab.analysis.rules import BATCH_NORMS, Cost, adaptive_windows, conv_kind, rule_for
+
+__all__ = ["RF", "LayerStats", "Capture"]
+
+
+@dataclass(frozen=True)
+class RF:
+    """Receptive field per spatial dimension; ``whole`` when the value depends on all the input."""
+
+    size: tuple[float, ...]
+    jump: tuple[float, ...]
+    whole: bool = False
+
+    @staticmethod
+    def merge(fields: list["RF"]) -> "RF | None":
+        if not fields:
+            return None
+        if any(f.whole for f in fields):
+            return next(f for f in fields if f.whole)
+        n = min(len(f.size) for f in fields)
+        return RF(
+            tuple(max(f.size[-n + i] for f in fields) for i in range(n)) if n else (),
+            tuple(max(f.jump[-n + i] for f in fields) for i in range(n)) if n else (),
+        )
+
+
+@dataclass
+class LayerStats:
+    name: str
+    type: str
+    depth: int
+    order: int
+    params: int = 0
+    macs: int = 0
+    flops: int = 0
+    mem_access: int = 0
+    mem_access_bytes: int = 0
+    activations: int = 0
+    calls: int = 0
+    input_shape: list[int] | None = None
+    output_shape: list[int] | None = None
+    rf: RF | None = None
+    executed_ops: bool = False
+
+
+@dataclass
+class _Storage:
+    nbytes: int
+    refs: int = 0
+
+
+@dataclass
+class KindStats:
+    macs: int = 0
+    flops: int = 0
+    params: int = 0
+    mem_access: int = 0
+
+
+def _unique_elements(t: torch.Tensor) -> int:
+    """Elements a strided tensor really holds: broadcast (stride 0) dimensions count once."""
+    if t.dim() == 0:
+        return 1
+    return math.prod(s for s, st in zip(t.shape, t.stride()) if st != 0) if t.numel() else 0
+
+
+def _first_tensor(value: Any) -> torch.Tensor | None:
+    leaves, _ = tree_flatten(value)
+    return next((v for v in leaves if isinstance(v, torch.Tensor)), None)
+
+
+@dataclass
+class Capture(TorchDispatchMode):
+    """Runs inside ``analyze``: collects per-module costs while the model's forward runs."""
+
+    model: nn.Module
+    spatial_dims: int
+    input_extent: tuple[int, ...]
+    fold_bn: bool = False
+    layers: dict[str, LayerStats] = field(default_factory=dict)
+    by_type: dict[str, KindStats] = field(default_factory=dict)
+    uncounted: dict[str, list] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__init__()
+        self._stack: list[str] = [""]
+        self._names = {id(m): n for n, m in self.model.named_modules(remove_duplicate=False)}
+        self._rf = WeakTensorKeyDictionary()
+        self._storage = WeakTensorKeyDictionary()
+        self._biased_conv_outputs = WeakTensorKeyDictionary()  # for fold_bn
+        self._param_ids = {id(p) for p in self.model.parameters()} | {id(b) for b in self.model.buffers()}
+        self.live_bytes = 0
+        self.peak_bytes = 0
+        self._handles: list[Any] = []
+        self._order = 0
+        self._layer("")
+
+    # -- modules ---------------------------------------------------------------------------
+    def _layer(self, name: str) -> LayerStats:
+        stats = self.layers.get(name)
+        if stats is None:
+            module = self.model.get_submodule(name)
+            stats = LayerStats(name, type(module).__name__, name.count(".") + 1 if name else 0, self._order)
+            self._order += 1
+            self.layers[name] = stats
+        return stats
+
+    def attach(self) -> None:
+        for module in self.model.modules():
+            self._handles.append(module.register_forward_pre_hook(self._pre_hook, with_kwargs=True))
+            self._handles.append(module.register_forward_hook(self._post_hook, always_call=True))
+
+    def detach(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _pre_hook(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        name = self._names.get(id(module), type(module).__name__)
+        stats = self._layer(name)
+        stats.calls += 1
+        if stats.input_shape is None:
+            x = _first_tensor((args, kwargs))
+            stats.input_shape = list(x.shape) if x is not None else None
+        self._stack.append(name)
+
+    def _post_hook(self, module: nn.Module, args: tuple, output: Any) -> None:
+        name = self._stack.pop()
+        stats = self.layers[name]
+        y = _first_tensor(output)
+        if stats.output_shape is None and y is not None:
+            stats.output_shape = list(y.shape)
+            stats.rf = self._rf.get(y)
+
+    # -- tensors ---------------------------------------------------------------------------
+    def track_input(self, x: torch.Tensor) -> None:
+        n = self.spatial_dims
+        self._rf[x] = RF((1,) * n, (1,) * n)
+        self._new_storage(x)
+
+    def _new_storage(self, t: torch.Tensor) -> None:
+        record = _Storage(t.numel() * t.element_size())
+        self._add_ref(t, record)
+        self.live_bytes += record.nbytes
+        self.peak_bytes = max(self.peak_bytes, self.live_bytes)
+
+    def _add_ref(self, t: torch.Tensor, record: _Storage) -> None:
+        record.refs += 1
+        self._storage[t] = record
+        weakref.finalize(t, self._release, record)
+
+    def _release(self, record: _Storage) -> None:
+        record.refs -= 1
+        if record.refs == 0:
+            self.live_bytes -= record.nbytes
+
+    # -- operators -------------------------------------------------------------------------
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        self._record(func, args, kwargs, out)
+        return out
+
+    def _record(self, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+        op = func.overloadpacket.__name__
+        inputs = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        outputs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+        returns = func._schema.returns
+        aliases = [r.alias_info for r in returns]
+        is_view = bool(aliases) and all(a is not None and not a.is_write for a in aliases)
+        in_place = any(a is not None and a.is_write for a in aliases)
+        module = self._stack[-1]
+        stats = self._layer(module)
+
+        rf = self._propagate_rf(op, args, inputs, outputs)
+        for t in outputs:
+            if rf is not None:
+                self._rf[t] = rf
+        if is_view:
+            for t in outputs:
+                base = next((self._storage[i] for i in inputs if i in self._storage), None)
+                if base is not None:
+                    self._add_ref(t, base)
+            return
+
+        stats.executed_ops = True
+        if op.endswith("_with_indices") or op.startswith("adaptive_max_pool"):
+            # Inference needs no indices (the meta kernel computes them anyway): values only.
+            outputs = outputs[:1]
+        rule = rule_for(op)
+        if rule is None:
+            entry = self.uncounted.setdefault(op, [0, module])
+            entry[0] += 1
+            cost = Cost()
+        else:
+            cost = rule(args, kwargs, out)
+        reads = sum(_unique_elements(t) for t in {id(t): t for t in inputs}.values())
+        read_bytes = sum(_unique_elements(t) * t.element_size() for t in {id(t): t for t in inputs}.values())
+        if in_place:
+            written = [t for t, a in zip(outputs, aliases) if a is not None and a.is_write]
+        else:
+            written = outputs
+        writes = sum(t.numel() for t in written)
+        write_bytes = sum(t.numel() * t.element_size() for t in written)
+
+        if op in BATCH_NORMS and self.fold_bn:
+            x = args[0]
+            # Folded into the conv before it: no BN op remains; a bias-less conv gains a bias.
+            had_bias = self._biased_conv_outputs.get(x, True)
+            extra = 0 if had_bias else outputs[0].numel()
+            cost = Cost(0, extra)
+            reads = 0 if had_bias else outputs[0].shape[1]
+            read_bytes = reads * outputs[0].element_size()
+            writes = write_bytes = 0
+        if op == "convolution":
+            self._biased_conv_outputs[outputs[0]] = args[2] is not None
+
+        stats.macs += cost.macs
+        stats.flops += cost.flops
+        stats.mem_access += reads + writes
+        stats.mem_access_bytes += read_bytes + write_bytes
+        kind = self._kind(op, args, module)
+        bucket = self.by_type.setdefault(kind, KindStats())
+        bucket.macs += cost.macs
+        bucket.flops += cost.flops
+        bucket.mem_access += reads + writes
+        if not in_place:
+            stats.activations += sum(t.numel() for t in outputs)
+            for t in outputs:
+                self._new_storage(t)
+
+    def _kind(self, op: str, args: tuple, module: str) -> str:
+        if op == "convolution":
+            return conv_kind(args[1], int(args[8]), bool(args[6]))
+        if op in ("mm", "addmm", "bmm", "baddbmm", "mv", "dot", "vdot"):
+            return "linear"
+        return self.layers[module].type
+
+    # -- receptive field ---------------------------------------------------------------------
+    def _propagate_rf(
+        self, op: str, args: tuple, inputs: list[torch.Tensor], outputs: list[torch.Tensor]
+    ) -> RF | None:
+        known = [self._rf[t] for t in inputs if id(t) not in self._param_ids and t in self._rf]
+        rf = RF.merge(known)
+        if rf is None or rf.whole:
+            return rf
+        if op == "convolution":
+            weight = args[1]
+            kernel = list(weight.shape[2:])
+            stride, dilation = list(args[3]), list(args[5])
+            return self._window(rf, kernel, stride, dilation, transposed=bool(args[6]))
+        if op.startswith(("max_pool", "avg_pool")):
+            nd = int(op.split("pool")[1][0])
+            kernel = _expand(args[1], nd)
+            stride = _expand(args[2], nd) if len(args) > 2 and args[2] else kernel
+            dilation = _expand(args[4], nd) if op.startswith("max_pool") and len(args) > 4 else [1] * nd
+            return self._window(rf, kernel, stride, dilation)
+        if "adaptive" in op:
+            x = args[0]
+            nd = len(args[1])
+            sizes_in, sizes_out = list(x.shape[-nd:]), list(args[1])
+            if all(o == 1 for o in sizes_out):
+                return RF(rf.size, rf.jump, whole=True)
+            kernel = [max(e - s for s, e in adaptive_windows(i, o)) for i, o in zip(sizes_in, sizes_out)]
+            stride = [i / o for i, o in zip(sizes_in, sizes_out)]
+            return self._window(rf, kernel, stride, [1] * nd)
+        if op in ("mean", "sum", "amax", "amin", "max", "min") and len(args) > 1 and args[1] is not None:
+            x = args[0]
+            dims = args[1] if isinstance(args[1], (list, tuple)) else [args[1]]
+            spatial = set(range(x.dim() - self.spatial_dims, x.dim()))
+            if {d % x.dim() for d in dims} & spatial:
+                return RF(rf.size, rf.jump, whole=True)
+            return rf
+        if op in ("mm", "addmm", "bmm", "baddbmm", "mv", "dot") or op.startswith("_scaled_dot_product"):
+            return RF(rf.size, rf.jump, whole=True)
+        if op.startswith(("upsample", "_upsample")) and outputs:
+            # Each output step moves in_size / out_size input pixels; the field itself is unchanged.
+            x, y = args[0], outputs[0]
+            n = min(len(rf.jump), self.spatial_dims)
+            ratio = [x.shape[-i] / y.shape[-i] for i in range(n, 0, -1)]
+            return RF(rf.size, tuple(list(rf.jump[:-n]) + [j * r for j, r in zip(rf.jump[-n:], ratio)]) if n else rf.jump)
+        return rf
+
+    def _window(
+        self, rf: RF, kernel: list[int], stride: list[float], dilation: list[int], transposed: bool = False
+    ) -> RF:
+        n = min(len(rf.size), len(kernel))
+        size, jump = list(rf.size), list(rf.jump)
+        for i in range(1, n + 1):
+            k_eff = dilation[-i] * (kernel[-i] - 1) + 1
+            if transposed:
+                jump[-i] = jump[-i] / stride[-i]
+                size[-i] = size[-i] + (k_eff - 1) * jump[-i]
+            else:
+                size[-i] = size[-i] + (k_eff - 1) * jump[-i]
+                jump[-i] = jump[-i] * stride[-i]
+        return RF(tuple(size), tuple(jump))
+
+
+def _expand(value: Any, n: int) -> list[int]:
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    return values * n if len(values) == 1 else values
+
+
