@@ -1,4 +1,4 @@
-"""Parameter (and, until the analyzer lands, FlopCounterMode MAC) counts against models.csv."""
+"""Parameter and MAC counts of the zoo against models.csv (MACs by cnnlab.analyze)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 import cnnlab
 from cnnlab.registry import reference_rows
-from zoo import build_meta, conv_linear_macs, count_params
+from zoo import build_meta, count_params
 
 REGISTERED = set(cnnlab.list_models())
 ROWS = [r for r in reference_rows() if r.model_name in REGISTERED]
@@ -35,7 +35,7 @@ def test_params_match_reference(row) -> None:
 @pytest.mark.parametrize("row", [r for r in ROWS if r.macs is not None], ids=lambda r: r.name)
 def test_macs_match_reference(row) -> None:
     model = build_meta(row.model_name, num_classes=row.num_classes)
-    ours = conv_linear_macs(model, (1, *row.input_size))
+    ours = cnnlab.analyze(model, (1, *row.input_size)).macs
     assert within(ours, row.macs, row.macs_tol), f"{row.name}: ours {ours:,} vs reference {row.macs:,}"
 
 

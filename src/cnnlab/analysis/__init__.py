@@ -109,7 +109,11 @@ def analyze(
         raise TypeError(f"analyze expects an nn.Module, got {type(model).__name__}")
     shape = _validate_input_size(input_size)
     device = torch.device(device)
-    if device.type == "meta":
+    tensors = [*model.parameters(), *model.buffers()]
+    on_meta = all(t.is_meta and (t.dtype == dtype or not t.is_floating_point()) for t in tensors)
+    if device.type == "meta" and on_meta:
+        target = model  # nothing to protect: only the training flag changes, and it is restored
+    elif device.type == "meta":
         target = _meta_copy(model, dtype)
     else:
         first = next(iter(model.parameters()), None)
@@ -175,4 +179,5 @@ def analyze(
     return Analysis(
         model=type(model).__name__, input_shape=list(shape), complete=not uncounted,
         total=totals, layers=layers, by_type=by_type, uncounted_ops=uncounted,
+        module_types={name: type(m).__name__ for name, m in target.named_modules()},
     )

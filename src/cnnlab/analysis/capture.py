@@ -179,7 +179,13 @@ class Capture(TorchDispatchMode):
     # -- operators -------------------------------------------------------------------------
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
+        if func in _META_BATCH_NORMS and args[0].is_meta and not _bn_training(func, args):
+            # Fast path: the meta kernel of eval-mode BN is a slow Python decomposition, and
+            # its result is fully determined by the input's shape and layout.
+            x = args[0]
+            out = (torch.empty_like(x), x.new_empty((x.shape[1],)), x.new_empty((x.shape[1],)))
+        else:
+            out = func(*args, **kwargs)
         self._record(func, args, kwargs, out)
         return out
 
@@ -206,8 +212,9 @@ class Capture(TorchDispatchMode):
             return
 
         stats.executed_ops = True
-        if op.endswith("_with_indices") or op.startswith("adaptive_max_pool"):
-            # Inference needs no indices (the meta kernel computes them anyway): values only.
+        if op.endswith("_with_indices") or op.startswith("adaptive_max_pool") or op in BATCH_NORMS:
+            # Only the first output is the activation: inference needs no pooling indices and
+            # no saved BN statistics (kernels may still produce them).
             outputs = outputs[:1]
         rule = rule_for(op)
         if rule is None:
@@ -317,6 +324,16 @@ class Capture(TorchDispatchMode):
                 size[-i] = size[-i] + (k_eff - 1) * jump[-i]
                 jump[-i] = jump[-i] * stride[-i]
         return RF(tuple(size), tuple(jump))
+
+
+_META_BATCH_NORMS = (
+    torch.ops.aten.native_batch_norm.default,
+    torch.ops.aten._native_batch_norm_legit_no_training.default,
+)
+
+
+def _bn_training(func: Any, args: tuple) -> bool:
+    return func is torch.ops.aten.native_batch_norm.default and bool(args[5])
 
 
 def _expand(value: Any, n: int) -> list[int]:

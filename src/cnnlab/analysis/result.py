@@ -50,6 +50,7 @@ class Analysis:
     layers: list[dict[str, Any]]
     by_type: dict[str, dict[str, int]]
     uncounted_ops: list[dict[str, Any]] = field(default_factory=list)
+    module_types: dict[str, str] = field(default_factory=dict, repr=False)  # name -> class, for at_depth
 
     # -- convenience -------------------------------------------------------------------------
     def __getattr__(self, name: str) -> Any:
@@ -81,7 +82,7 @@ class Analysis:
             last = members[-1]
             merged.update(
                 name=name,
-                type=head["type"] if head else members[0]["type"],
+                type=head["type"] if head else self.module_types.get(name, members[0]["type"]),
                 input_shape=(head or members[0])["input_shape"],
                 output_shape=(head or last)["output_shape"],
                 receptive_field=(head or last)["receptive_field"],
@@ -89,7 +90,10 @@ class Analysis:
                 calls=head["calls"] if head else max(r["calls"] for r in members),
             )
             rows.append({k: merged[k] for k in LAYER_FIELDS})
-        return Analysis(self.model, self.input_shape, self.complete, self.total, rows, self.by_type, self.uncounted_ops)
+        return Analysis(
+            self.model, self.input_shape, self.complete, self.total, rows, self.by_type,
+            self.uncounted_ops, self.module_types,
+        )
 
     # -- renderings --------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -51,31 +51,8 @@ from cnnlab.models.inception_v4 import (
     conv_bn,
     max_pool_3x3_s2,
 )
-from cnnlab.models.layers import init_weights
+from cnnlab.models.layers import DropPath, init_weights
 from cnnlab.registry import register_model
-
-
-class DropPath(nn.Module):
-    """Stochastic depth on a residual branch (Huang et al. 2016, "Deep Networks with Stochastic
-    Depth", §3): in training, drop the branch of each sample with probability ``p`` and scale
-    the kept ones by 1 / (1 - p); the identity in eval mode or when ``p`` is 0.
-    """
-
-    def __init__(self, p: float = 0.0) -> None:
-        super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"drop path probability must be in [0, 1), got {p}")
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        keep = 1.0 - self.p
-        mask = torch.empty((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device)
-        return x * mask.bernoulli_(keep) / keep
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
 
 
 class Conv(NamedTuple):
@@ -113,7 +90,8 @@ class ConvStack(nn.Sequential):
             if isinstance(layer, MaxPool):
                 layers.append(max_pool_3x3_s2())
             else:
-                layers.append(conv_bn(in_channels, layer.out_channels, layer.kernel, layer.stride, valid=layer.valid))
+                out = layer.out_channels
+                layers.append(conv_bn(in_channels, out, layer.kernel, layer.stride, valid=layer.valid))
                 in_channels = layer.out_channels
         super().__init__(*layers)
 
@@ -160,10 +138,14 @@ class ResidualBlock(nn.Module):
     by ``residual_scale`` (§3.3, Figure 20), optional stochastic depth, the sum, then ReLU.
 
     ``relu=False`` drops the ReLU after the sum (the reference implementations' last block).
-    Subclasses build ``towers`` and implement ``_towers``.
+    Subclasses build their towers and ``linear`` and implement ``_towers`` (the concatenation).
     """
 
-    def __init__(self, in_channels: int, linear: int, *, residual_scale: float, drop_path_rate: float, relu: bool) -> None:
+    linear: nn.Conv2d
+
+    def __init__(
+        self, in_channels: int, linear: int, residual_scale: float, drop_path_rate: float, relu: bool
+    ) -> None:
         super().__init__()
         if linear != in_channels:
             raise ValueError(
@@ -209,14 +191,16 @@ class InceptionResNetA(ResidualBlock):
         residual_scale: float, drop_path_rate: float = 0.0, relu: bool = True,
     ) -> None:
         w = widths
-        super().__init__(in_channels, w.linear, residual_scale=residual_scale, drop_path_rate=drop_path_rate, relu=relu)
+        super().__init__(in_channels, w.linear, residual_scale, drop_path_rate, relu)
         a, b = w.branch3x3dbl
         self.branch1x1 = conv_bn(in_channels, w.branch1x1, 1)
         self.branch3x3 = nn.Sequential(
             conv_bn(in_channels, w.branch3x3_reduce, 1), conv_bn(w.branch3x3_reduce, w.branch3x3, 3)
         )
         self.branch3x3dbl = nn.Sequential(
-            conv_bn(in_channels, w.branch3x3dbl_reduce, 1), conv_bn(w.branch3x3dbl_reduce, a, 3), conv_bn(a, b, 3)
+            conv_bn(in_channels, w.branch3x3dbl_reduce, 1),
+            conv_bn(w.branch3x3dbl_reduce, a, 3),
+            conv_bn(a, b, 3),
         )
         self.linear = nn.Conv2d(w.branch1x1 + w.branch3x3 + b, w.linear, 1)
 
@@ -244,11 +228,13 @@ class InceptionResNetB(ResidualBlock):
         residual_scale: float, drop_path_rate: float = 0.0, relu: bool = True,
     ) -> None:
         w = widths
-        super().__init__(in_channels, w.linear, residual_scale=residual_scale, drop_path_rate=drop_path_rate, relu=relu)
+        super().__init__(in_channels, w.linear, residual_scale, drop_path_rate, relu)
         a, b = w.branch7x7
         self.branch1x1 = conv_bn(in_channels, w.branch1x1, 1)
         self.branch7x7 = nn.Sequential(
-            conv_bn(in_channels, w.branch7x7_reduce, 1), conv_bn(w.branch7x7_reduce, a, (1, 7)), conv_bn(a, b, (7, 1))
+            conv_bn(in_channels, w.branch7x7_reduce, 1),
+            conv_bn(w.branch7x7_reduce, a, (1, 7)),
+            conv_bn(a, b, (7, 1)),
         )
         self.linear = nn.Conv2d(w.branch1x1 + b, w.linear, 1)
 
@@ -276,11 +262,13 @@ class InceptionResNetC(ResidualBlock):
         residual_scale: float, drop_path_rate: float = 0.0, relu: bool = True,
     ) -> None:
         w = widths
-        super().__init__(in_channels, w.linear, residual_scale=residual_scale, drop_path_rate=drop_path_rate, relu=relu)
+        super().__init__(in_channels, w.linear, residual_scale, drop_path_rate, relu)
         a, b = w.branch3x3
         self.branch1x1 = conv_bn(in_channels, w.branch1x1, 1)
         self.branch3x3 = nn.Sequential(
-            conv_bn(in_channels, w.branch3x3_reduce, 1), conv_bn(w.branch3x3_reduce, a, (1, 3)), conv_bn(a, b, (3, 1))
+            conv_bn(in_channels, w.branch3x3_reduce, 1),
+            conv_bn(w.branch3x3_reduce, a, (1, 3)),
+            conv_bn(a, b, (3, 1)),
         )
         self.linear = nn.Conv2d(w.branch1x1 + b, w.linear, 1)
 
@@ -312,10 +300,12 @@ class ReductionB(nn.Module):
         a, b = w.branch3x3dbl
         self.branch_pool = max_pool_3x3_s2()
         self.branch3x3 = nn.Sequential(
-            conv_bn(in_channels, w.branch3x3_reduce, 1), conv_bn(w.branch3x3_reduce, w.branch3x3, 3, 2, valid=True)
+            conv_bn(in_channels, w.branch3x3_reduce, 1),
+            conv_bn(w.branch3x3_reduce, w.branch3x3, 3, 2, valid=True),
         )
         self.branch3x3b = nn.Sequential(
-            conv_bn(in_channels, w.branch3x3b_reduce, 1), conv_bn(w.branch3x3b_reduce, w.branch3x3b, 3, 2, valid=True)
+            conv_bn(in_channels, w.branch3x3b_reduce, 1),
+            conv_bn(w.branch3x3b_reduce, w.branch3x3b, 3, 2, valid=True),
         )
         self.branch3x3dbl = nn.Sequential(
             conv_bn(in_channels, w.branch3x3dbl_reduce, 1),
@@ -324,7 +314,8 @@ class ReductionB(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.branch_pool(x), self.branch3x3(x), self.branch3x3b(x), self.branch3x3dbl(x)], 1)
+        towers = [self.branch_pool(x), self.branch3x3(x), self.branch3x3b(x), self.branch3x3dbl(x)]
+        return torch.cat(towers, 1)
 
 
 class ResidualStage(NamedTuple):
@@ -373,7 +364,9 @@ class InceptionResNet(ConvNet):
     ) -> None:
         super().__init__()
         if config not in CONFIGS:
-            raise ValueError(f"unknown Inception-ResNet config {config!r}; choose one of {', '.join(CONFIGS)}")
+            raise ValueError(
+                f"unknown Inception-ResNet config {config!r}; choose one of {', '.join(CONFIGS)}"
+            )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         if residual_scale is not None and not 0.0 <= residual_scale <= 1.0:
@@ -462,7 +455,9 @@ INCEPTION_RESNET_V1: dict[str, Stage | ResidualStage] = {
         ),
         out_channels=1792,
     ),  # Figure 12
-    "inception_resnet_c": ResidualStage(InceptionResNetC, 5, C_V1, out_channels=1792, residual_scale=0.20),  # Fig. 13
+    "inception_resnet_c": ResidualStage(
+        InceptionResNetC, 5, C_V1, out_channels=1792, residual_scale=0.20
+    ),  # Figure 13
     # Deviation: a sixth Inception-ResNet-C, unscaled and without the ReLU after the sum, that
     # Figure 15 does not have (it has 5). FaceNet's and pytorchcv's Inception-ResNet-v1 end
     # with it, and the reference count 23,995,624 includes it (and the bottleneck head, see
@@ -496,7 +491,8 @@ INCEPTION_RESNET_V2: dict[str, Stage | ResidualStage] = {
     "mixed_5b": Stage(
         Mixed5b, 1,
         Mixed5bWidths(
-            branch1x1=96, branch5x5_reduce=48, branch5x5=64, branch3x3dbl_reduce=64, branch3x3dbl=96, pool_proj=64
+            branch1x1=96, branch5x5_reduce=48, branch5x5=64, branch3x3dbl_reduce=64, branch3x3dbl=96,
+            pool_proj=64,
         ),
         out_channels=320,
     ),
@@ -544,5 +540,6 @@ CONFIGS: dict[str, Config] = {
 
 for _name, _config in (("inception_resnet_v1", "v1"), ("inception_resnet_v2", "v2")):
     register_model(
-        _name, InceptionResNet, family="Inception-ResNet", paper=PAPER, input_size=(3, 299, 299), config=_config
+        _name, InceptionResNet, family="Inception-ResNet", paper=PAPER, input_size=(3, 299, 299),
+        config=_config,
     )

@@ -424,12 +424,16 @@ class InceptionV3(ConvNet):
         channels = in_channels
         for row in INCEPTION_V3:
             if isinstance(row, Conv):
-                module: nn.Module = conv_bn_relu(channels, row.out_channels, row.kernel, row.stride, row.padding)
+                module: nn.Module = conv_bn_relu(
+                    channels, row.out_channels, row.kernel, row.stride, row.padding
+                )
                 channels = row.out_channels
             elif isinstance(row, MaxPool):
                 module = nn.MaxPool2d(kernel_size=row.kernel, stride=row.stride)
             else:
-                module = BLOCKS[type(row)](channels, *row[1:])
+                widths = row._asdict()
+                del widths["name"]
+                module = BLOCKS[type(row)](channels, **widths)  # row fields = constructor args
                 channels = module.out_channels
             self.add_module(row.name, module)
             names.append(row.name)

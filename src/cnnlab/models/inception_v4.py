@@ -222,13 +222,6 @@ class ReductionA(nn.Module):
         return torch.cat([self.branch_pool(x), self.branch3x3(x), self.branch3x3dbl(x)], 1)
 
 
-# Table 1: the number of filters of Reduction-A (Figure 7) in each network.
-TABLE_1: dict[str, ReductionAWidths] = {
-    "inception_v4": ReductionAWidths(k=192, l=224, m=256, n=384),
-    "inception_resnet_v1": ReductionAWidths(k=192, l=192, m=256, n=384),
-    "inception_resnet_v2": ReductionAWidths(k=256, l=256, m=384, n=384),
-}
-
 
 class InceptionBWidths(NamedTuple):
     """Figure 5 (17x17 grid)."""
@@ -292,7 +285,8 @@ class ReductionB(nn.Module):
         w = widths
         self.branch_pool = max_pool_3x3_s2()
         self.branch3x3 = nn.Sequential(
-            conv_bn(in_channels, w.branch3x3_reduce, 1), conv_bn(w.branch3x3_reduce, w.branch3x3, 3, 2, valid=True)
+            conv_bn(in_channels, w.branch3x3_reduce, 1),
+            conv_bn(w.branch3x3_reduce, w.branch3x3, 3, 2, valid=True),
         )
         a, b, c = w.branch7x7x3
         self.branch7x7x3 = nn.Sequential(
@@ -377,7 +371,9 @@ def build_stages(
             blocks.append(make_block(row, channels) if make_block else row.block(channels, row.widths))
             channels = row.widths.out_channels(channels)
         if channels != row.out_channels:
-            raise ValueError(f"{name}: widths {row.widths} give {channels} channels, the row says {row.out_channels}")
+            raise ValueError(
+                f"{name}: widths {row.widths} give {channels} channels, the row says {row.out_channels}"
+            )
         features.add_module(name, nn.Sequential(*blocks))
     return features, channels
 
@@ -413,6 +409,13 @@ class InceptionV4(ConvNet):
         return self.fc(self.dropout(torch.flatten(self.avgpool(x), 1)))
 
 
+# Table 1: the number of filters of Reduction-A (Figure 7) in each network.
+TABLE_1: dict[str, ReductionAWidths] = {
+    "inception_v4": ReductionAWidths(k=192, l=224, m=256, n=384),
+    "inception_resnet_v1": ReductionAWidths(k=192, l=192, m=256, n=384),
+    "inception_resnet_v2": ReductionAWidths(k=256, l=256, m=384, n=384),
+}
+
 STEM = StemWidths(
     conv=(32, 32, 64), conv_stride2=96, branch3x3_reduce=64, branch3x3=96,
     branch7x7_reduce=64, branch7x7=64, branch7x7_3x3=96, conv_last=192,
@@ -441,7 +444,9 @@ INCEPTION_V4: dict[str, Stage] = {
     ),  # Figure 5
     "reduction_b": Stage(
         ReductionB, 1,
-        ReductionBWidths(branch3x3_reduce=192, branch3x3=192, branch7x7x3_reduce=256, branch7x7x3=(256, 320, 320)),
+        ReductionBWidths(
+            branch3x3_reduce=192, branch3x3=192, branch7x7x3_reduce=256, branch7x7x3=(256, 320, 320)
+        ),
         out_channels=1536,
     ),  # Figure 8
     "inception_c": Stage(

@@ -10,7 +10,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["ConvBNAct", "LocalResponseNorm", "SeparableConv2d", "init_weights"]
+__all__ = ["ConvBNAct", "DropPath", "LocalResponseNorm", "SeparableConv2d", "init_weights"]
 
 LayerFactory = Callable[..., nn.Module]
 
@@ -105,6 +105,33 @@ class SeparableConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pointwise(self.depthwise(x))
+
+
+class DropPath(nn.Module):
+    """Stochastic depth on a residual branch (Huang et al. 2016, "Deep Networks with Stochastic
+    Depth", §3): in training, drop the branch of each sample with probability ``p`` and scale
+    the kept ones by 1 / (1 - p); the identity in eval mode or when ``p`` is 0.
+
+    Deviation: the paper keeps training outputs unscaled and multiplies the branch by its
+    survival probability at test time (§3, "Test time"); scaling at training time instead is
+    the same in expectation and leaves eval a plain forward.
+    """
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"drop path probability must be in [0, 1), got {p}")
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        mask = torch.empty((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device)
+        return x * mask.bernoulli_(keep) / keep
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
 
 
 def init_weights(module: nn.Module) -> None:
