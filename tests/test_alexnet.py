@@ -51,7 +51,8 @@ def test_alexnet_2012_layer_order_and_lrn_constants() -> None:
     kinds = [type(m).__name__ for m in layers]
     # §3.5: LRN after the ReLUs of conv1 and conv2, max-pooling after both LRNs and conv5.
     assert kinds[:8] == [
-        "Conv2d", "ReLU", "LocalResponseNorm", "MaxPool2d", "Conv2d", "ReLU", "LocalResponseNorm", "MaxPool2d",
+        "Conv2d", "ReLU", "LocalResponseNorm", "MaxPool2d",
+        "Conv2d", "ReLU", "LocalResponseNorm", "MaxPool2d",
     ]
     assert kinds[-1] == "MaxPool2d" and kinds.count("MaxPool2d") == 3
     for lrn in (m for m in layers if isinstance(m, LocalResponseNorm)):
@@ -89,7 +90,7 @@ def test_groups_knob() -> None:
 def test_zfnet_feature_maps_match_fig_3() -> None:
     sizes = layer_sizes(build_meta("zfnet"), 224, (nn.Conv2d, nn.MaxPool2d))
     kinds = [k for k, _ in sizes]
-    assert kinds == ["Conv2d", "MaxPool2d", "Conv2d", "MaxPool2d", "Conv2d", "Conv2d", "Conv2d", "MaxPool2d"]
+    assert kinds == ["Conv2d", "MaxPool2d"] * 2 + ["Conv2d"] * 3 + ["MaxPool2d"]
     # Fig. 3: 110 -> 55 -> 26 -> 13 -> 13 -> 13 -> 13 -> 6.
     assert [s for _, s in sizes] == [110, 55, 26, 13, 13, 13, 13, 6]
 
@@ -106,4 +107,5 @@ def test_zfnet_layers() -> None:
     assert kinds[:4] == ["Conv2d", "ReLU", "MaxPool2d", "LocalResponseNorm"]
     assert kinds.count("LocalResponseNorm") == 2
     fcs = [m for m in model.classifier if isinstance(m, nn.Linear)]
-    assert [(fc.in_features, fc.out_features) for fc in fcs] == [(256 * 6 * 6, 4096), (4096, 4096), (4096, 1000)]
+    shapes = [(fc.in_features, fc.out_features) for fc in fcs]
+    assert shapes == [(256 * 6 * 6, 4096), (4096, 4096), (4096, 1000)]

@@ -17,8 +17,9 @@ def test_models_table_lists_and_checks(capsys) -> None:
     assert out[0].split()[:4] == ["name", "family", "year", "input"]
     rows = {line.split()[0]: line.split() for line in out[2:] if line and not line[0].isdigit()}
     assert set(rows) == {"vgg11", "vgg13", "vgg16", "vgg19"}
-    assert rows["vgg16"][4] == "138,357,544" and rows["vgg16"][-1] == "yes"
-    assert "4 of 4 with a reference count match it" in out[-1]
+    assert rows["vgg16"][4] == "138,357,544" and rows["vgg16"][6] == "15,470,264,320"
+    assert rows["vgg16"][-1] == "yes"
+    assert "4 of 4 with reference counts match them" in out[-1]
 
 
 def test_models_table_covers_the_whole_zoo(capsys) -> None:
@@ -26,7 +27,7 @@ def test_models_table_covers_the_whole_zoo(capsys) -> None:
     out = capsys.readouterr().out
     for name in cnnlab.list_models():
         assert f"\n{name} " in out
-    assert " NO" not in out, "a model's parameter count disagrees with its reference"
+    assert " NO" not in out, "a model's parameter or MAC count disagrees with its reference"
 
 
 def test_info(capsys) -> None:

@@ -23,7 +23,9 @@ def map_sizes(model: nn.Module, size: int) -> list[tuple[str, int]]:
 def test_cifar10_feature_maps_32_16_8() -> None:
     sizes = map_sizes(build_meta("nin_cifar10"), 32)
     assert sizes == [
-        ("MlpConvBlock", 32), ("MaxPool2d", 16), ("MlpConvBlock", 16), ("AvgPool2d", 8), ("MlpConvBlock", 8),
+        ("MlpConvBlock", 32), ("MaxPool2d", 16),
+        ("MlpConvBlock", 16), ("AvgPool2d", 8),
+        ("MlpConvBlock", 8),
     ]
 
 
@@ -62,13 +64,16 @@ def test_one_by_one_convs() -> None:
 
 
 def test_relu_after_every_conv() -> None:
-    layers = [m for m in build_meta("nin_cifar10").features.modules() if isinstance(m, (nn.Conv2d, nn.ReLU))]
+    features = build_meta("nin_cifar10").features
+    layers = [m for m in features.modules() if isinstance(m, (nn.Conv2d, nn.ReLU))]
     assert [type(m) for m in layers] == [nn.Conv2d, nn.ReLU] * 8
 
 
 def test_dropout_placement() -> None:
     kinds = [type(m).__name__ for m in build_meta("nin_cifar10").features]
-    assert kinds == ["MlpConvBlock", "MaxPool2d", "Dropout", "MlpConvBlock", "AvgPool2d", "Dropout", "MlpConvBlock"]
+    assert kinds == [
+        "MlpConvBlock", "MaxPool2d", "Dropout", "MlpConvBlock", "AvgPool2d", "Dropout", "MlpConvBlock",
+    ]
     assert all(m.p == 0.5 for m in build_meta("nin").modules() if isinstance(m, nn.Dropout))
 
 

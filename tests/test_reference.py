@@ -15,10 +15,6 @@ ROWS = [r for r in reference_rows() if r.model_name in REGISTERED]
 SHARED_CSV = Path(__file__).resolve().parents[2] / "shared" / "reference" / "models.csv"
 
 
-def within(value: int, ref: int, tol: float) -> bool:
-    return value == ref if tol == 0 else abs(value - ref) <= tol * ref
-
-
 @pytest.mark.skipif(not SHARED_CSV.exists(), reason="shared/ is not beside this checkout")
 def test_packaged_reference_is_the_shared_one() -> None:
     packaged = Path(cnnlab.__file__).parent / "data" / "reference_models.csv"
@@ -29,14 +25,14 @@ def test_packaged_reference_is_the_shared_one() -> None:
 def test_params_match_reference(row) -> None:
     model = build_meta(row.model_name, num_classes=row.num_classes)
     ours = count_params(model)
-    assert within(ours, row.params, row.params_tol), f"{row.name}: ours {ours:,} vs reference {row.params:,}"
+    assert row.params_match(ours), f"{row.name}: ours {ours:,} vs reference {row.params:,}"
 
 
 @pytest.mark.parametrize("row", [r for r in ROWS if r.macs is not None], ids=lambda r: r.name)
 def test_macs_match_reference(row) -> None:
     model = build_meta(row.model_name, num_classes=row.num_classes)
     ours = cnnlab.analyze(model, (1, *row.input_size)).macs
-    assert within(ours, row.macs, row.macs_tol), f"{row.name}: ours {ours:,} vs reference {row.macs:,}"
+    assert row.macs_match(ours), f"{row.name}: ours {ours:,} vs reference {row.macs:,}"
 
 
 def test_registered_native_input_matches_reference() -> None:

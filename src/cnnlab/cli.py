@@ -37,28 +37,28 @@ def _fmt_int(value: int | None) -> str:
     return "-" if value is None else f"{value:,}"
 
 
-def _params_match(ours: int, ref: int | None, tol: float) -> str:
-    if ref is None:
+def _verdict(*checks: bool | None) -> str:
+    known = [c for c in checks if c is not None]
+    if not known:
         return "-"
-    ok = ours == ref if tol == 0 else abs(ours - ref) <= tol * ref
-    return "yes" if ok else "NO"
+    return "yes" if all(known) else "NO"
 
 
 def models_table(pattern: str | None = None) -> list[list[str]]:
-    """Rows of the zoo table: name, family, year, native input, params (ours, reference), match."""
-    from cnnlab.registry import reference_rows
-
-    tolerance = {row.name: row.params_tol for row in reference_rows()}
+    """Rows of the zoo table: name, family, year, native input, params and MACs (ours and
+    reference), and whether every reference count is matched within its tolerance."""
     rows = []
     for name in list_models(pattern):
         info = model_info(name)
         with torch.device("meta"):
             model = create_model(name)
-        ours = sum(p.numel() for p in model.parameters())
+        result = analyze(model, (1, *info.input_size))
+        ref = info.reference
         rows.append([
             name, info.family, str(info.year), "x".join(map(str, info.input_size)),
-            _fmt_int(ours), _fmt_int(info.ref_params),
-            _params_match(ours, info.ref_params, tolerance.get(name, 0.0)),
+            _fmt_int(result.params), _fmt_int(info.ref_params),
+            _fmt_int(result.macs), _fmt_int(info.ref_macs),
+            _verdict(ref.params_match(result.params), ref.macs_match(result.macs)) if ref else "-",
         ])
     return rows
 
@@ -67,11 +67,12 @@ def _cmd_models(args: argparse.Namespace) -> int:
     rows = models_table(args.pattern)
     if not rows:
         raise _UsageError(f"no model matches {args.pattern!r}; run `cnnlab models` for the list")
-    header = ["name", "family", "year", "input", "params", "params (ref)", "match"]
-    print(render_table(header, rows, numeric={4, 5}))
+    header = ["name", "family", "year", "input", "params", "params (ref)", "MACs", "MACs (ref)", "match"]
+    print(render_table(header, rows, numeric={4, 5, 6, 7}))
     matched = sum(r[-1] == "yes" for r in rows)
     checked = sum(r[-1] != "-" for r in rows)
-    print(f"\n{len(rows)} models; {matched} of {checked} with a reference count match it")
+    print(f"\n{len(rows)} models; {matched} of {checked} with reference counts match them "
+          "(params and MACs within models.csv's tolerances; MACs by cnnlab.analyze)")
     return 0
 
 

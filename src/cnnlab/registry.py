@@ -41,6 +41,10 @@ class Paper:
     url: str
 
 
+def _within(value: int, ref: int, tol: float) -> bool:
+    return value == ref if tol == 0 else abs(value - ref) <= tol * ref
+
+
 @dataclass(frozen=True)
 class ReferenceRow:
     """One row of ``data/reference_models.csv`` (a copy of ``shared/reference/models.csv``)."""
@@ -54,6 +58,14 @@ class ReferenceRow:
     macs_tol: float
     source: str
     notes: str
+
+    def params_match(self, value: int) -> bool | None:
+        """Whether ``value`` matches the reference parameter count (None: no reference)."""
+        return None if self.params is None else _within(value, self.params, self.params_tol)
+
+    def macs_match(self, value: int) -> bool | None:
+        """Whether ``value`` matches the reference MACs (None: no reference)."""
+        return None if self.macs is None else _within(value, self.macs, self.macs_tol)
 
     @property
     def model_name(self) -> str:
@@ -74,6 +86,7 @@ class ModelInfo:
     ref_macs: int | None = None
     ref_source: str = ""
     fixed: dict[str, Any] = field(default_factory=dict)
+    reference: ReferenceRow | None = None
 
     @property
     def year(self) -> int:
@@ -251,4 +264,5 @@ def model_info(name: str) -> ModelInfo:
         ref_macs=ref.macs if ref else None,
         ref_source=ref.source if ref else "",
         fixed=dict(entry.fixed),
+        reference=ref,
     )

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from cnnlab.models.base import ConvNet
-from cnnlab.models.layers import LocalResponseNorm, init_weights
+from cnnlab.models.layers import LocalResponseNorm, init_weights, smallest_input
 from cnnlab.registry import Paper, register_model
 
 PAPER_2012 = Paper(
@@ -45,26 +45,18 @@ PAPER_ZF = Paper(
 )
 
 
-def output_size(size: int, kernel: int, stride: int = 1, padding: int = 0, ceil_mode: bool = False) -> int:
-    """torch's output size of a conv or pooling layer along one side (may be < 1: too small).
-
-    In ceil mode a last window that would start beyond the (left-padded) input is dropped, as
-    ``torch.nn.functional.max_pool2d`` does.
-    """
-    out = (size + 2 * padding - kernel + (stride - 1 if ceil_mode else 0)) // stride + 1
-    if ceil_mode and (out - 1) * stride >= size + padding:
-        out -= 1
-    return out
-
-
 class Conv(NamedTuple):
-    """A convolution followed by ReLU (§3.1). ``two_towers``: split across the GPUs (§3.2)."""
+    """A convolution followed by ReLU (§3.1).
+
+    ``per_tower``: each GPU's kernels see only the maps of the same GPU (§3.2), i.e. a grouped
+    convolution with one group per tower.
+    """
 
     out_channels: int
     kernel: int
     stride: int = 1
     padding: int = 0
-    two_towers: bool = False
+    per_tower: bool = False
 
 
 class MaxPool(NamedTuple):
@@ -105,17 +97,18 @@ class AlexNetSpec:
     def __post_init__(self) -> None:
         if not any(isinstance(row, Conv) for row in self.features):
             raise ValueError("an AlexNet layer table needs at least one Conv row")
-        if self.towers > 1 and not any(isinstance(r, Conv) and r.two_towers for r in self.features):
+        if self.towers > 1 and not any(isinstance(r, Conv) and r.per_tower for r in self.features):
             raise ValueError("towers > 1 but no Conv row is split across towers")
 
 
 class AlexNet(ConvNet):
-    """AlexNet-style network: ``features`` (the table) -> 6x6 adaptive pool -> three FC layers.
+    """AlexNet-style network ``config`` (a key of ``VARIANTS``): ``features`` (the layer table)
+    -> 6x6 adaptive pool -> three FC layers.
 
     Module layout (``features``, ``avgpool``, ``classifier``) and indices are torchvision's, so
     the ``alexnet`` variant loads torchvision state dicts with ``strict=True``.
 
-    ``groups`` is the number of towers the rows marked ``two_towers`` are split into; it defaults
+    ``groups`` is the number of towers the rows marked ``per_tower`` are split into; it defaults
     to the variant's own (2 for ``alexnet_2012``, §3.2) and ``groups=1`` gives the same widths in
     one tower. Variants without tower-split rows accept only ``groups=1``.
     """
@@ -125,17 +118,20 @@ class AlexNet(ConvNet):
     def __init__(
         self,
         *,
-        spec: AlexNetSpec,
+        config: str,
         num_classes: int = 1000,
         in_channels: int = 3,
         groups: int | None = None,
         dropout: float = 0.5,
     ) -> None:
         super().__init__()
+        if config not in VARIANTS:
+            raise ValueError(f"unknown AlexNet config {config!r}; choose one of {', '.join(VARIANTS)}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        spec = VARIANTS[config]
         groups = spec.towers if groups is None else groups
-        split = [row for row in spec.features if isinstance(row, Conv) and row.two_towers]
+        split = [row for row in spec.features if isinstance(row, Conv) and row.per_tower]
         if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
             raise ValueError(f"groups must be a positive integer, got {groups!r}")
         if groups > 1 and not split:
@@ -146,10 +142,14 @@ class AlexNet(ConvNet):
         channels = in_channels
         for row in spec.features:
             if isinstance(row, Conv):
-                g = groups if row.two_towers else 1
+                g = groups if row.per_tower else 1
                 if channels % g or row.out_channels % g:
-                    raise ValueError(f"groups={groups} must divide {channels} and {row.out_channels} channels")
-                layers.append(nn.Conv2d(channels, row.out_channels, row.kernel, row.stride, row.padding, groups=g))
+                    raise ValueError(
+                        f"groups={groups} must divide {channels} and {row.out_channels} channels"
+                    )
+                layers.append(
+                    nn.Conv2d(channels, row.out_channels, row.kernel, row.stride, row.padding, groups=g)
+                )
                 layers.append(nn.ReLU(inplace=True))
                 channels = row.out_channels
             elif isinstance(row, MaxPool):
@@ -158,7 +158,11 @@ class AlexNet(ConvNet):
                 layers.append(LocalResponseNorm(size=row.size, alpha=row.alpha, beta=row.beta, k=row.k))
         self.features = nn.Sequential(*layers)
         self.num_features = channels
-        self.min_input_size = _smallest_input(spec.features)
+        self.min_input_size = smallest_input(
+            (row.kernel, row.stride, row.padding, False) if isinstance(row, Conv)
+            else (row.kernel, row.stride, 0, row.ceil_mode)
+            for row in spec.features if isinstance(row, (Conv, MaxPool))
+        )
 
         # Deviation (alexnet_2012, zfnet): the papers' FC6 takes exactly 6x6 maps (227 / 224
         # inputs); like torchvision we pool adaptively to 6x6 so other sizes work. It is the
@@ -188,25 +192,6 @@ class AlexNet(ConvNet):
         return self.classifier(torch.flatten(self.avgpool(x), 1))
 
 
-def _smallest_input(rows: tuple[Layer, ...]) -> int:
-    """The smallest square input for which every conv and pooling row has an output >= 1."""
-
-    def fits(size: int) -> bool:
-        for row in rows:
-            if isinstance(row, Conv):
-                size = output_size(size, row.kernel, row.stride, row.padding)
-            elif isinstance(row, MaxPool):
-                size = output_size(size, row.kernel, row.stride, ceil_mode=row.ceil_mode)
-            if size < 1:
-                return False
-        return True
-
-    size = 1
-    while not fits(size):
-        size += 1
-    return size
-
-
 VARIANTS: dict[str, AlexNetSpec] = {
     # torchvision's "one weird trick" AlexNet: one tower, no LRN, conv1 padded by 2.
     "alexnet": AlexNetSpec(
@@ -223,10 +208,10 @@ VARIANTS: dict[str, AlexNetSpec] = {
     "alexnet_2012": AlexNetSpec(
         features=(
             Conv(96, 11, stride=4), LRN(), MaxPool(),
-            Conv(256, 5, padding=2, two_towers=True), LRN(), MaxPool(),
+            Conv(256, 5, padding=2, per_tower=True), LRN(), MaxPool(),
             Conv(384, 3, padding=1),  # conv3 takes all conv2 maps from both GPUs (§3.5)
-            Conv(384, 3, padding=1, two_towers=True),
-            Conv(256, 3, padding=1, two_towers=True), MaxPool(),
+            Conv(384, 3, padding=1, per_tower=True),
+            Conv(256, 3, padding=1, per_tower=True), MaxPool(),
         ),
         dropout_before_fc=False,
         towers=2,
@@ -255,4 +240,4 @@ _REGISTRATION = {
 }
 
 for _name, (_paper, _input) in _REGISTRATION.items():
-    register_model(_name, AlexNet, family="AlexNet", paper=_paper, input_size=_input, spec=VARIANTS[_name])
+    register_model(_name, AlexNet, family="AlexNet", paper=_paper, input_size=_input, config=_name)

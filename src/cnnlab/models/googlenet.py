@@ -213,6 +213,8 @@ class GoogLeNet(ConvNet):
     With ``aux_logits=True`` a training-mode forward returns ``GoogLeNetOutputs(logits,
     aux_logits2, aux_logits1)`` like torchvision; in eval mode the heads are skipped and the
     forward returns the logits tensor. ``forward_features`` never runs the heads.
+    ``dropout`` (before ``fc``) defaults to the recipe's: 0.4 in the paper, 0.2 in torchvision;
+    the auxiliary heads' dropout is 0.7 in both (§5).
     """
 
     classifier_name = "fc"
@@ -292,7 +294,9 @@ class GoogLeNet(ConvNet):
             x = self.lrn2(x)
         return self.maxpool2(x)
 
-    def _features_and_aux(self, x: torch.Tensor, with_aux: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _features_and_aux(
+        self, x: torch.Tensor, with_aux: bool
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x = self._stem(x)
         aux: dict[str, torch.Tensor] = {}
         for name in self.body:
@@ -323,7 +327,8 @@ class GoogLeNet(ConvNet):
         for head in self.aux_taps.values():
             aux = self.get_submodule(head)
             old = aux.fc2
-            aux.fc2 = nn.Linear(old.in_features, num_classes, device=old.weight.device, dtype=old.weight.dtype)
+            factory = {"device": old.weight.device, "dtype": old.weight.dtype}
+            aux.fc2 = nn.Linear(old.in_features, num_classes, **factory)
 
 
 _VARIANTS = {

@@ -5,12 +5,15 @@ Layer types are passed as classes or callables (``norm_layer=nn.BatchNorm2d``), 
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 from torch import nn
 
-__all__ = ["ConvBNAct", "DropPath", "LocalResponseNorm", "SeparableConv2d", "init_weights"]
+__all__ = [
+    "ConvBNAct", "DropPath", "LocalResponseNorm", "SeparableConv2d", "init_weights", "output_size",
+    "smallest_input",
+]
 
 LayerFactory = Callable[..., nn.Module]
 
@@ -132,6 +135,36 @@ class DropPath(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+def output_size(size: int, kernel: int, stride: int = 1, padding: int = 0, ceil_mode: bool = False) -> int:
+    """torch's output size of a conv or pooling layer along one side (may be < 1: too small).
+
+    In ceil mode a last window that would start beyond the (left-padded) input is dropped, as
+    ``torch.nn.functional.max_pool2d`` does.
+    """
+    out = (size + 2 * padding - kernel + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
+
+
+def smallest_input(windows: Iterable[tuple[int, int, int, bool]]) -> int:
+    """The smallest square input for which every (kernel, stride, padding, ceil_mode) window,
+    applied in order, leaves an output of at least 1x1."""
+    windows = list(windows)
+
+    def fits(size: int) -> bool:
+        for kernel, stride, padding, ceil_mode in windows:
+            size = output_size(size, kernel, stride, padding, ceil_mode)
+            if size < 1:
+                return False
+        return True
+
+    size = 1
+    while not fits(size):
+        size += 1
+    return size
 
 
 def init_weights(module: nn.Module) -> None:

@@ -52,21 +52,23 @@ C3_CONNECTIONS: tuple[tuple[int, ...], ...] = (
     (0, 1, 2, 3, 4, 5),
 )
 
-# Output-layer prototypes: 7 wide x 12 high, '#' = +1, '.' = -1 (§II.B: "a stylized image of the
-# corresponding character class drawn on a 7x12 bitmap"). The paper's own bitmaps (Fig. 3, an
-# ASCII font) are not reproduced; these digits are ours.
-DIGIT_BITMAPS: tuple[str, ...] = (
-    ".......  ..###..  .#...#.  #.....#  #.....#  #.....#  #.....#  #.....#  #.....#  .#...#.  ..###..  .......",
-    ".......  ...#...  ..##...  .#.#...  ...#...  ...#...  ...#...  ...#...  ...#...  ...#...  .#####.  .......",
-    ".......  .#####.  #.....#  ......#  ......#  .....#.  ...##..  ..#....  .#.....  #......  #######  .......",
-    ".......  .#####.  #.....#  ......#  ......#  ..####.  ......#  ......#  ......#  #.....#  .#####.  .......",
-    ".......  .....#.  ....##.  ...#.#.  ..#..#.  .#...#.  #....#.  #######  .....#.  .....#.  .....#.  .......",
-    ".......  #######  #......  #......  ######.  ......#  ......#  ......#  ......#  #.....#  .#####.  .......",
-    ".......  ..####.  .#.....  #......  #......  ######.  #.....#  #.....#  #.....#  #.....#  .#####.  .......",
-    ".......  #######  ......#  .....#.  .....#.  ....#..  ....#..  ...#...  ...#...  ..#....  ..#....  .......",
-    ".......  .#####.  #.....#  #.....#  #.....#  .#####.  #.....#  #.....#  #.....#  #.....#  .#####.  .......",
-    ".......  .#####.  #.....#  #.....#  #.....#  #.....#  .######  ......#  ......#  .....#.  .####..  .......",
-)
+# Output-layer prototypes, the digits 0-9 side by side: 7 wide x 12 high, '#' = +1, '.' = -1
+# (§II.B: "a stylized image of the corresponding character class drawn on a 7x12 bitmap"). The
+# paper's own bitmaps (Fig. 3, an ASCII font) are not reproduced; these digits are ours.
+DIGIT_BITMAPS = """
+    ....... ....... ....... ....... ....... ....... ....... ....... ....... .......
+    ..###.. ...#... .#####. .#####. .....#. ####### ..####. ####### .#####. .#####.
+    .#...#. ..##... #.....# #.....# ....##. #...... .#..... ......# #.....# #.....#
+    #.....# .#.#... ......# ......# ...#.#. #...... #...... .....#. #.....# #.....#
+    #.....# ...#... ......# ......# ..#..#. ######. #...... .....#. #.....# #.....#
+    #.....# ...#... .....#. ..####. .#...#. ......# ######. ....#.. .#####. #.....#
+    #.....# ...#... ...##.. ......# #....#. ......# #.....# ....#.. #.....# .######
+    #.....# ...#... ..#.... ......# ####### ......# #.....# ...#... #.....# ......#
+    #.....# ...#... .#..... ......# .....#. ......# #.....# ...#... #.....# ......#
+    .#...#. ...#... #...... #.....# .....#. #.....# #.....# ..#.... #.....# .....#.
+    ..###.. .#####. ####### .#####. .....#. .#####. .#####. ..#.... .#####. .####..
+    ....... ....... ....... ....... ....... ....... ....... ....... ....... .......
+"""
 BITMAP_WIDTH, BITMAP_HEIGHT = 7, 12
 RBF_CODE_SEED = 1998
 
@@ -80,12 +82,14 @@ def rbf_prototypes(num_classes: int) -> list[list[float]]:
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
-    codes = []
-    for digit, bitmap in enumerate(DIGIT_BITMAPS):
-        pixels = bitmap.replace(" ", "")
-        if len(pixels) != BITMAP_WIDTH * BITMAP_HEIGHT or set(pixels) - {"#", "."}:
-            raise ValueError(f"bitmap of digit {digit} is not 7x12 of '#' and '.'")
-        codes.append([1.0 if c == "#" else -1.0 for c in pixels])
+    rows = [line.split() for line in DIGIT_BITMAPS.strip().splitlines()]
+    glyphs = [glyph for row in rows for glyph in row]
+    if (
+        len(rows) != BITMAP_HEIGHT or any(len(row) != 10 for row in rows)
+        or any(len(g) != BITMAP_WIDTH or set(g) - {"#", "."} for g in glyphs)
+    ):
+        raise ValueError("DIGIT_BITMAPS must be 12 rows of ten 7-character glyphs of '#' and '.'")
+    codes = [[1.0 if c == "#" else -1.0 for row in rows for c in row[digit]] for digit in range(10)]
     rng = random.Random(RBF_CODE_SEED)
     while len(codes) < num_classes:
         codes.append([rng.choice((-1.0, 1.0)) for _ in range(BITMAP_WIDTH * BITMAP_HEIGHT)])
@@ -93,8 +97,8 @@ def rbf_prototypes(num_classes: int) -> list[list[float]]:
 
 
 class ScaledTanh(nn.Module):
-    """The squashing function f(a) = A tanh(S a) of Appendix A (A = 1.7159, S = 2/3), chosen so
-    that f(1) = 1, f(-1) = -1 and the second derivative is largest at +-1, the RBF targets."""
+    """The squashing function f(a) = A tanh(S a) of §II.B (A = 1.7159) and Appendix A (S = 2/3),
+    chosen so that f(1) = 1, f(-1) = -1 and the second derivative is largest at +-1, the RBF targets."""
 
     def __init__(self, amplitude: float = 1.7159, slope: float = 2.0 / 3.0) -> None:
         super().__init__()
@@ -132,7 +136,8 @@ class PartialConv2d(nn.Module):
     def __init__(self, table: tuple[tuple[int, ...], ...], in_channels: int, kernel: int) -> None:
         super().__init__()
         for inputs in table:
-            if not inputs or len(set(inputs)) != len(inputs) or not all(0 <= i < in_channels for i in inputs):
+            valid = all(0 <= i < in_channels for i in inputs) and len(set(inputs)) == len(inputs)
+            if not inputs or not valid:
                 raise ValueError(f"bad connection table entry {inputs} for {in_channels} input maps")
         self.table = table
         self.in_channels, self.out_channels = in_channels, len(table)
@@ -146,7 +151,7 @@ class PartialConv2d(nn.Module):
 
 
 class EuclideanRBF(nn.Module):
-    """Output layer (§II.B, eq. 7): y_i = sum_j (x_j - w_ij)^2 with fixed w_ij = +-1.
+    """Output layer (§II.B): y_i = sum_j (x_j - w_ij)^2 with fixed w_ij = +-1.
 
     The prototypes are a buffer, not parameters: "the parameter vectors of these units were
     chosen by hand and kept fixed (at least initially)". Returns the penalties y (lower = better).
@@ -177,14 +182,17 @@ class LeNetSpec:
 
 
 class LeNet5(ConvNet):
-    """LeNet-5 on 32x32 inputs: C1, S2, C3, S4, C5 in ``features``, then ``f6`` and ``output``."""
+    """LeNet-5 form ``config`` (a key of ``VARIANTS``) on 32x32 inputs: C1, S2, C3, S4, C5 in
+    ``features``, then ``f6`` and ``output``."""
 
     fixed_input_size = 32  # C5 yields 1x1 maps only at 32x32 (§II.B); F6 is fully connected
     classifier_name = "output"
 
-    def __init__(self, *, spec: LeNetSpec, num_classes: int = 10, in_channels: int = 1) -> None:
+    def __init__(self, *, config: str, num_classes: int = 10, in_channels: int = 1) -> None:
         super().__init__()
-        self.spec = spec
+        if config not in VARIANTS:
+            raise ValueError(f"unknown LeNet-5 config {config!r}; choose one of {', '.join(VARIANTS)}")
+        self.spec = spec = VARIANTS[config]
         self.in_channels, self.num_classes = in_channels, num_classes
         act = spec.activation
         layers: OrderedDict[str, nn.Module] = OrderedDict()
@@ -208,7 +216,9 @@ class LeNet5(ConvNet):
         self.f6_act = act()
         self.num_features = 84
         # Deviation (lenet5): a linear output layer instead of the fixed Euclidean RBF units.
-        self.output: nn.Module = EuclideanRBF(84, num_classes) if spec.rbf_output else nn.Linear(84, num_classes)
+        self.output: nn.Module = (
+            EuclideanRBF(84, num_classes) if spec.rbf_output else nn.Linear(84, num_classes)
+        )
         self._init_lecun()
 
     def _subsampling(self, channels: int) -> nn.Module:
@@ -237,7 +247,7 @@ class LeNet5(ConvNet):
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         if self.spec.rbf_output:
-            # Deviation: the RBF units output penalties (lower is better, §II.B eq. 7); we return
+            # Deviation: the RBF units output penalties (lower is better, §II.B); we return
             # their negatives so that, like every other model's logits, argmax is the prediction.
             return -self.output(x)
         return self.output(x)
@@ -264,5 +274,7 @@ VARIANTS: dict[str, LeNetSpec] = {
     ),
 }
 
-for _name, _spec in VARIANTS.items():
-    register_model(_name, LeNet5, family="LeNet", paper=PAPER, input_size=(1, 32, 32), num_classes=10, spec=_spec)
+for _name in VARIANTS:
+    register_model(
+        _name, LeNet5, family="LeNet", paper=PAPER, input_size=(1, 32, 32), num_classes=10, config=_name,
+    )

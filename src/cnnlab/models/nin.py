@@ -31,9 +31,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from cnnlab.models.alexnet import output_size
 from cnnlab.models.base import ConvNet
-from cnnlab.models.layers import ConvBNAct, init_weights
+from cnnlab.models.layers import ConvBNAct, init_weights, smallest_input
 from cnnlab.registry import Paper, register_model
 
 PAPER = Paper("Network In Network", "Lin, Chen, Yan", 2013, "https://arxiv.org/abs/1312.4400")
@@ -101,7 +100,8 @@ class MlpConvBlock(nn.Sequential):
 
 
 class NiN(ConvNet):
-    """Network in Network: mlpconv layers, then a 1x1 conv classifier and global average pooling.
+    """Network in Network ``config`` (a key of ``VARIANTS``): mlpconv layers, then a 1x1 conv
+    classifier and global average pooling.
 
     ``forward_features`` returns the maps entering the classifier conv (``num_features``
     channels); ``forward_head`` is classifier conv -> ReLU -> global average pool -> flatten.
@@ -112,14 +112,17 @@ class NiN(ConvNet):
     def __init__(
         self,
         *,
-        spec: NiNSpec,
+        config: str,
         num_classes: int = 1000,
         in_channels: int = 3,
         dropout: float = 0.5,
     ) -> None:
         super().__init__()
+        if config not in VARIANTS:
+            raise ValueError(f"unknown NiN config {config!r}; choose one of {', '.join(VARIANTS)}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        spec = VARIANTS[config]
         self.in_channels, self.num_classes = in_channels, num_classes
         layers: list[nn.Module] = []
         channels = in_channels
@@ -134,7 +137,11 @@ class NiN(ConvNet):
                 layers.append(nn.Dropout(dropout))
         self.features = nn.Sequential(*layers)
         self.num_features = channels
-        self.min_input_size = _smallest_input(spec.features)
+        self.min_input_size = smallest_input(
+            (row.kernel, row.stride, row.padding, False) if isinstance(row, MlpConv)
+            else (row.kernel, row.stride, 0, row.ceil_mode)
+            for row in spec.features if isinstance(row, (MlpConv, Pool))
+        )
         self.classifier = nn.Conv2d(channels, num_classes, 1)
         # The released CIFAR-10 and ImageNet models put a ReLU after the class maps too
         # (cuda-convnet cccp6 "neuron=relu", Caffe "relu12" after cccp8); the paper's text does not
@@ -148,25 +155,6 @@ class NiN(ConvNet):
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(self.global_pool(self.act(self.classifier(x))), 1)
-
-
-def _smallest_input(rows: tuple[Layer, ...]) -> int:
-    """The smallest square input for which every conv and pooling row has an output >= 1."""
-
-    def fits(size: int) -> bool:
-        for row in rows:
-            if isinstance(row, MlpConv):
-                size = output_size(size, row.kernel, row.stride, row.padding)
-            elif isinstance(row, Pool):
-                size = output_size(size, row.kernel, row.stride, ceil_mode=row.ceil_mode)
-            if size < 1:
-                return False
-        return True
-
-    size = 1
-    while not fits(size):
-        size += 1
-    return size
 
 
 VARIANTS: dict[str, NiNSpec] = {
@@ -198,5 +186,5 @@ _REGISTRATION = {
 for _name, (_input, _classes) in _REGISTRATION.items():
     register_model(
         _name, NiN, family="NiN", paper=PAPER, input_size=_input, num_classes=_classes,
-        spec=VARIANTS[_name],
+        config=_name,
     )
