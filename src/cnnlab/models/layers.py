@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 __all__ = [
-    "ConvBNAct", "DropPath", "LocalResponseNorm", "SeparableConv2d", "init_weights", "output_size",
+    "ChannelShuffle", "ConvBNAct", "DropPath", "LocalResponseNorm", "SeparableConv2d",
+    "SqueezeExcitation", "channel_shuffle", "init_weights", "make_divisible", "output_size",
     "smallest_input",
 ]
 
@@ -135,6 +136,73 @@ class DropPath(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """Round a channel count to a multiple of ``divisor`` (MobileNet V2/V3, MnasNet).
+
+    The nearest multiple, never below ``min_value`` (default ``divisor``) and never more than
+    10 % below ``value`` — the rule of the TF reference code that torchvision also follows.
+    """
+    min_value = divisor if min_value is None else min_value
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """ShuffleNet's channel shuffle (Zhang et al. 2017, §3.1, Fig. 1): reshape the channels to
+    (groups, C/groups), transpose, flatten. [0..8] with 3 groups -> [0 3 6 1 4 7 2 5 8]."""
+    n, c = x.shape[0], x.shape[1]
+    if c % groups:
+        raise ValueError(f"channel shuffle: {c} channels do not split into {groups} groups")
+    rest = x.shape[2:]
+    return x.reshape(n, groups, c // groups, *rest).transpose(1, 2).reshape(n, c, *rest)
+
+
+class ChannelShuffle(nn.Module):
+    """``channel_shuffle`` as a module (so it shows up in the analyzer's per-layer table)."""
+
+    def __init__(self, groups: int) -> None:
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return channel_shuffle(x, self.groups)
+
+    def extra_repr(self) -> str:
+        return f"groups={self.groups}"
+
+
+class SqueezeExcitation(nn.Module):
+    """Squeeze-and-excitation (Hu et al. 2018, §3, Fig. 2): global average pool, a bottleneck
+    of two fully connected layers (here 1x1 convs with bias: the same weights, applicable to
+    the pooled map), then a gate that rescales each channel.
+
+    ``squeeze_channels`` is C/r in SENet's notation. ``activation`` is ReLU in SENet; ``gate``
+    is the sigmoid in SENet and h-sigmoid in MobileNetV3. Submodules ``fc1``/``fc2`` match
+    torchvision's ``SqueezeExcitation`` state-dict keys.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        squeeze_channels: int,
+        *,
+        activation: LayerFactory = nn.ReLU,
+        gate: LayerFactory = nn.Sigmoid,
+    ) -> None:
+        super().__init__()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Conv2d(channels, squeeze_channels, 1)
+        self.fc2 = nn.Conv2d(squeeze_channels, channels, 1)
+        self.activation = activation()
+        self.gate = gate()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.gate(self.fc2(self.activation(self.fc1(self.avgpool(x)))))
+        return x * scale
 
 
 def output_size(size: int, kernel: int, stride: int = 1, padding: int = 0, ceil_mode: bool = False) -> int:
