@@ -437,6 +437,12 @@ def test_schema_and_renderings() -> None:
     csv_lines = a.to_csv().splitlines()
     assert csv_lines[0].split(",") == list(LAYER_FIELDS) and len(csv_lines) == len(d["layers"]) + 1
     assert "| layer |" in a.to_markdown() and "total" in a.to_table()
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    console.print(a.to_rich())
+    rendered = console.export_text()
+    assert "features.0" in rendered and f"{a.macs:,}" in rendered
 
 
 def test_depth_aggregation() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib.util
+import io
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -182,6 +183,16 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     result = _analyse(args, args.name)
     if args.depth is not None:
         result = result.at_depth(args.depth)
+    if args.format == "table" and sys.stdout.isatty():
+        from rich.console import Console
+
+        table, console = result.to_rich(), Console()
+        probe = Console(width=10_000, file=io.StringIO())
+        probe.print(table)
+        needed = max(len(line.rstrip()) for line in probe.file.getvalue().splitlines())
+        # Never cut a number: on a narrow terminal the lines wrap, as the plain table's do.
+        Console(width=max(console.width, needed)).print(table)
+        return 0
     render = {"table": result.to_table, "markdown": result.to_markdown, "csv": result.to_csv, "json": result.to_json}
     print(render[args.format]().rstrip("\n"))
     return 0

@@ -152,6 +152,18 @@ class Analysis:
         out += ["| " + " | ".join(r) + " |" for r in rows]
         return "\n".join(["\n".join(f"- {line}" for line in self._summary_lines()), "", *out])
 
+    def to_rich(self) -> "rich.table.Table":  # noqa: F821
+        """The per-layer table as a ``rich`` Table (colours and box drawing on a terminal)."""
+        from rich.table import Table
+
+        header, rows = self._table_rows()
+        table = Table(title=self._summary_lines()[0], caption="\n".join(self._summary_lines()[1:]))
+        for i, name in enumerate(header):
+            table.add_column(name, justify="right" if i >= 3 else "left", no_wrap=True)
+        for i, row in enumerate(rows):
+            table.add_row(*row, end_section=i == len(rows) - 2, style="bold" if i == len(rows) - 1 else None)
+        return table
+
     def to_table(self) -> str:
         from cnnlab.textable import render_table
 
