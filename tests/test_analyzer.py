@@ -143,6 +143,20 @@ def test_matmul_operator_and_batch() -> None:
     assert a.macs == 3 * 5 * 5 * 8
 
 
+def test_broadcast_matmul_is_counted_and_its_unsafe_view_is_free() -> None:
+    class Broadcast(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = nn.Parameter(torch.randn(10, 4, 8))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.matmul(x.unsqueeze(1), self.weight)  # (N, 1, 6, 4) @ (10, 4, 8)
+
+    a = analyze(Broadcast(), (2, 6, 4))
+    assert a.complete, a.uncounted_ops
+    assert a.macs == 2 * 10 * 6 * 4 * 8
+
+
 def test_batch_scales_linearly() -> None:
     with torch.device("meta"):
         model = cnnlab.create_model("vgg11")

@@ -195,7 +195,9 @@ class Capture(TorchDispatchMode):
         outputs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
         returns = func._schema.returns
         aliases = [r.alias_info for r in returns]
-        is_view = bool(aliases) and all(a is not None and not a.is_write for a in aliases)
+        is_view = op in _VIEWS_WITHOUT_ALIAS_INFO or (
+            bool(aliases) and all(a is not None and not a.is_write for a in aliases)
+        )
         in_place = any(a is not None and a.is_write for a in aliases)
         module = self._stack[-1]
         stats = self._layer(module)
@@ -325,6 +327,10 @@ class Capture(TorchDispatchMode):
                 jump[-i] = jump[-i] * stride[-i]
         return RF(tuple(size), tuple(jump))
 
+
+# Operators that return a view of their input although their schema does not say so
+# (``matmul`` with broadcasting and some ``einsum`` layouts emit ``_unsafe_view``).
+_VIEWS_WITHOUT_ALIAS_INFO = frozenset({"_unsafe_view"})
 
 _META_BATCH_NORMS = (
     torch.ops.aten.native_batch_norm.default,
