@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-_SHARED = {"base", "layers"}
+_SHARED = {"base", "layers", "keys"}
 
 for _module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
     if _module.name not in _SHARED and not _module.name.startswith("_"):

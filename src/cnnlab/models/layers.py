@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 __all__ = [
-    "ChannelShuffle", "ConvBNAct", "DropPath", "LocalResponseNorm", "SeparableConv2d",
+    "ChannelShuffle", "ConvBNAct", "DropPath", "InvertedResidual", "LocalResponseNorm", "SeparableConv2d",
     "SqueezeExcitation", "channel_shuffle", "init_weights", "make_divisible", "output_size",
     "smallest_input",
 ]
@@ -252,3 +252,96 @@ def init_weights(module: nn.Module) -> None:
         elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)) and m.affine:
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+
+class InvertedResidual(nn.Module):
+    """The inverted residual with a linear bottleneck (Sandler et al. 2018, MobileNetV2, §3.3,
+    Table 1, Fig. 3(b)): a 1x1 expansion to ``expanded_channels``, a ``kernel`` x ``kernel``
+    depthwise conv that carries the ``stride``, an optional squeeze-and-excitation on the
+    expanded features, and a linear 1x1 projection (BN, no activation: §3.2, a ReLU in the
+    narrow bottleneck destroys information). The input is added back when ``stride`` is 1 and
+    ``in_channels == out_channels``.
+
+    One class for four papers (torchvision keeps four copies):
+
+    * MobileNetV2: ``expanded_channels = t * in_channels``, ReLU6; no expansion conv when t = 1.
+    * MobileNetV3's "bneck" (Howard et al. 2019, Tables 1-2): the "exp size" column, ReLU or
+      h-swish, SE with an h-sigmoid gate (``se_gate=nn.Hardsigmoid``, §5.2-5.3).
+    * MnasNet's MBConv and SepConv (Tan et al. 2019, Fig. 7), SE with a sigmoid gate.
+    * IGCV3 (Sun et al. 2018): ``groups`` > 1 makes both pointwise convs group convolutions,
+      with a channel permutation after each (P1 after the expansion, P2 after the projection,
+      as in the authors' code) so that the next group convolution sees every group;
+      ``linear_expansion=True`` leaves the expansion without activation, as IGCV3 does.
+
+    Submodules, in forward order: ``expand`` (a ``ConvBNAct``; absent when ``expanded_channels
+    == in_channels`` unless ``expand=True``), ``shuffle``, ``depthwise``, ``se``, ``project``,
+    ``unshuffle`` (absent ones are ``None``). ``norm_layer`` is called as
+    ``norm_layer(channels, eps=eps)``; pass e.g. ``partial(nn.BatchNorm2d, momentum=0.01)``
+    for another momentum.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        expanded_channels: int,
+        kernel: int = 3,
+        stride: int = 1,
+        se_channels: int | None = None,
+        activation: LayerFactory = nn.ReLU6,
+        linear_expansion: bool = False,
+        expand: bool | None = None,
+        groups: int = 1,
+        se_activation: LayerFactory = nn.ReLU,
+        se_gate: LayerFactory = nn.Sigmoid,
+        norm_layer: LayerFactory = nn.BatchNorm2d,
+        eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        if stride not in (1, 2):
+            raise ValueError(f"inverted residual: stride must be 1 or 2, got {stride}")
+        if kernel < 1 or kernel % 2 == 0:
+            raise ValueError(f"inverted residual: kernel must be odd and positive, got {kernel}")
+        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+            raise ValueError(f"inverted residual: groups must be a positive integer, got {groups!r}")
+        if expand is None:
+            expand = expanded_channels != in_channels
+        if not expand and expanded_channels != in_channels:
+            raise ValueError(
+                f"inverted residual: without an expansion conv expanded_channels ({expanded_channels}) "
+                f"must equal in_channels ({in_channels})"
+            )
+        if any(c % groups for c in (in_channels, expanded_channels, out_channels)):
+            raise ValueError(
+                f"inverted residual: channels {in_channels}/{expanded_channels}/{out_channels} "
+                f"do not split into {groups} groups"
+            )
+        self.use_residual = stride == 1 and in_channels == out_channels
+        norm = {"norm_layer": norm_layer, "eps": eps}
+        self.expand = (
+            ConvBNAct(
+                in_channels, expanded_channels, 1, groups=groups,
+                activation=None if linear_expansion else activation, **norm,
+            )
+            if expand else None
+        )
+        self.shuffle = ChannelShuffle(groups) if groups > 1 and expand else None
+        self.depthwise = ConvBNAct(
+            expanded_channels, expanded_channels, kernel, stride, groups=expanded_channels,
+            activation=activation, **norm,
+        )
+        self.se = (
+            SqueezeExcitation(expanded_channels, se_channels, activation=se_activation, gate=se_gate)
+            if se_channels else None
+        )
+        self.project = ConvBNAct(expanded_channels, out_channels, 1, groups=groups, activation=None, **norm)
+        # P2, the inverse of the g-group shuffle: the authors' code reshapes to (C/2, 2).
+        self.unshuffle = ChannelShuffle(out_channels // groups) if groups > 1 else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x
+        for layer in (self.expand, self.shuffle, self.depthwise, self.se, self.project, self.unshuffle):
+            if layer is not None:
+                out = layer(out)
+        return x + out if self.use_residual else out
