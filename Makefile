@@ -19,7 +19,7 @@ run: $(STAMP)
 	$(VENV)/bin/cnnlab models
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -45,16 +45,3 @@ def runs_at(model: nn.Module, size: int) -> bool:
         return False
     finally:
         model.check_input = original
-
-
-def smallest_working_size(model: nn.Module, upper: int) -> int:
-    """Binary search for the smallest square input the layers accept (assumes monotonicity)."""
-    lo, hi = 1, upper
-    assert runs_at(model, hi), f"model does not run at {hi}"
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if runs_at(model, mid):
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo

@@ -17,13 +17,12 @@ The table is the authors' code's (``symbols/igcv3.py``, ``bottleneck_params_list
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 from torch import nn
 
 from cnnlab.models.base import ConvNet
 from cnnlab.models.layers import ConvBNAct, InvertedResidual, init_weights
+from cnnlab.models.mobilenet_v2 import Bottleneck  # the same t, c, n, s rows as Table 2
 from cnnlab.registry import Paper, register_model
 
 __all__ = ["Bottleneck", "IGCV3", "TABLE"]
@@ -32,15 +31,6 @@ PAPER = Paper(
     "IGCV3: Interleaved Low-Rank Group Convolutions for Efficient Deep Neural Networks",
     "Sun, Li, Liu, Wang", 2018, "https://arxiv.org/abs/1806.00178",
 )
-
-
-class Bottleneck(NamedTuple):
-    """A ``t, c, n, s`` row, as in MobileNetV2's Table 2: ``repeats`` IGCV3 blocks."""
-
-    expansion: int  # t
-    out_channels: int  # c
-    repeats: int  # n
-    stride: int  # s
 
 
 # IGCV3-D: conv 3x3 / 2 to 32, these rows, conv 1x1 to 1280, global pool, linear.
