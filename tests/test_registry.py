@@ -75,3 +75,23 @@ def test_model_info_carries_paper_and_reference() -> None:
 def test_create_model_passes_arch_kwargs() -> None:
     model = cnnlab.create_model("vgg11", num_classes=3, dropout=0.25)
     assert model.classifier[2].p == 0.25 and model.num_classes == 3
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, message",
+    [
+        ("vgg11", {"dropout": 1.0}, r"dropout must be in \[0, 1\), got 1.0"),
+        ("mobilenet_v2", {"width_mult": 0}, "width_mult must be positive, got 0"),
+        ("mobilenet_v2", {"width_mult": True}, "width_mult must be positive, got True"),
+    ],
+)
+def test_knob_values_are_validated(name: str, kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        cnnlab.create_model(name, **kwargs)
+
+
+def test_unknown_config_lists_the_valid_ones() -> None:
+    from cnnlab.models.vgg import VGG
+
+    with pytest.raises(ValueError, match="unknown VGG config 'Z'; choose one of A, A-LRN, B, C, D, E"):
+        VGG(config="Z")

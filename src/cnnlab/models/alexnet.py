@@ -26,7 +26,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from cnnlab.models.base import ConvNet
+from cnnlab.models.base import ConvNet, check_probability, lookup
 from cnnlab.models.layers import LocalResponseNorm, init_weights, smallest_input
 from cnnlab.registry import Paper, register_model
 
@@ -125,10 +125,8 @@ class AlexNet(ConvNet):
         dropout: float = 0.5,
     ) -> None:
         super().__init__()
-        if config not in VARIANTS:
-            raise ValueError(f"unknown AlexNet config {config!r}; choose one of {', '.join(VARIANTS)}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        lookup("AlexNet", config, VARIANTS)
+        check_probability("dropout", dropout)
         spec = VARIANTS[config]
         groups = spec.towers if groups is None else groups
         split = [row for row in spec.features if isinstance(row, Conv) and row.per_tower]

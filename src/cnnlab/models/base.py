@@ -8,10 +8,33 @@ instead of a shape error from deep inside torch.
 
 from __future__ import annotations
 
+from typing import Mapping, TypeVar
+
 import torch
 from torch import nn
 
-__all__ = ["ConvNet"]
+T = TypeVar("T")
+
+__all__ = ["ConvNet", "check_positive", "check_probability", "lookup"]
+
+
+def check_probability(name: str, value: float) -> None:
+    """A dropout or drop-path rate: a number in [0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+
+
+def check_positive(name: str, value: float) -> None:
+    """A multiplier such as ``width_mult``: a number > 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+
+
+def lookup(kind: str, key: str, table: Mapping[str, T]) -> T:
+    """``table[key]``, or a one-line error naming the valid keys."""
+    if key not in table:
+        raise ValueError(f"unknown {kind} config {key!r}; choose one of {', '.join(table)}")
+    return table[key]
 
 
 class ConvNet(nn.Module):

@@ -29,7 +29,7 @@ import torch
 import torch.utils.checkpoint
 from torch import nn
 
-from cnnlab.models.base import ConvNet
+from cnnlab.models.base import ConvNet, check_probability
 from cnnlab.models.layers import init_weights, smallest_input
 from cnnlab.registry import Paper, register_model
 
@@ -220,8 +220,7 @@ class DenseNet(ConvNet):
                 raise ValueError(f"{key} must be a positive integer, got {value!r}")
         if not 0.0 < compression <= 1.0:
             raise ValueError(f"compression (theta) must be in (0, 1], got {compression}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        check_probability("dropout", dropout)
         self.in_channels, self.num_classes = in_channels, num_classes
         self.layers_per_block = tuple(layers_per_block)
         self.growth_rate, self.compression = growth_rate, compression

@@ -27,7 +27,7 @@ from typing import Callable, Mapping, NamedTuple
 import torch
 from torch import nn
 
-from cnnlab.models.base import ConvNet
+from cnnlab.models.base import ConvNet, check_probability
 from cnnlab.models.layers import ConvBNAct, LocalResponseNorm, init_weights
 from cnnlab.registry import Paper, register_model
 
@@ -233,8 +233,7 @@ class GoogLeNet(ConvNet):
             raise ValueError(f"unknown GoogLeNet recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
         r = RECIPES[recipe]
         dropout = r.dropout if dropout is None else dropout
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        check_probability("dropout", dropout)
         self.in_channels, self.num_classes = in_channels, num_classes
         self.aux_logits = aux_logits
         self.min_input_size = r.min_input_size

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cnnlab.models.base import ConvNet
+from cnnlab.models.base import ConvNet, check_positive
 from cnnlab.models.layers import ConvBNAct, InvertedResidual, init_weights
 from cnnlab.models.mobilenet_v2 import Bottleneck  # the same t, c, n, s rows as Table 2
 from cnnlab.registry import Paper, register_model
@@ -79,8 +79,7 @@ class IGCV3(ConvNet):
         in_channels: int = 3,
     ) -> None:
         super().__init__()
-        if not width_mult > 0:
-            raise ValueError(f"width_mult must be positive, got {width_mult}")
+        check_positive("width_mult", width_mult)
         if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
             raise ValueError(f"groups must be a positive integer, got {groups!r}")
         self.in_channels, self.num_classes = in_channels, num_classes

@@ -37,7 +37,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from cnnlab.models.base import ConvNet
+from cnnlab.models.base import ConvNet, check_probability, lookup
 from cnnlab.models.inception_v4 import (
     BN_EPS,
     PAPER,
@@ -363,12 +363,8 @@ class InceptionResNet(ConvNet):
         drop_path_rate: float = 0.0,
     ) -> None:
         super().__init__()
-        if config not in CONFIGS:
-            raise ValueError(
-                f"unknown Inception-ResNet config {config!r}; choose one of {', '.join(CONFIGS)}"
-            )
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        lookup("Inception-ResNet", config, CONFIGS)
+        check_probability("dropout", dropout)
         if residual_scale is not None and not 0.0 <= residual_scale <= 1.0:
             raise ValueError(f"residual_scale must be in [0, 1] or None, got {residual_scale}")
         if not 0.0 <= drop_path_rate < 1.0:

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.models.base import ConvNet
+from cnnlab.models.base import ConvNet, check_probability
 from cnnlab.models.layers import ConvBNAct, init_weights
 from cnnlab.registry import Paper, register_model
 
@@ -411,8 +411,7 @@ class InceptionV3(ConvNet):
         dropout: float = 0.5,
     ) -> None:
         super().__init__()
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        check_probability("dropout", dropout)
         if not isinstance(aux_logits, bool):
             raise ValueError(f"aux_logits must be True or False, got {aux_logits!r}")
         self.in_channels, self.num_classes = in_channels, num_classes

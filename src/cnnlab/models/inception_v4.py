@@ -22,7 +22,7 @@ from typing import Callable, Mapping, NamedTuple, Protocol
 import torch
 from torch import nn
 
-from cnnlab.models.base import ConvNet
+from cnnlab.models.base import ConvNet, check_probability
 from cnnlab.models.layers import ConvBNAct, init_weights
 from cnnlab.registry import Paper, register_model
 
@@ -391,8 +391,7 @@ class InceptionV4(ConvNet):
 
     def __init__(self, *, num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.2) -> None:
         super().__init__()
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        check_probability("dropout", dropout)
         self.in_channels, self.num_classes = in_channels, num_classes
         self.features, self.num_features = build_stages(INCEPTION_V4, in_channels)
         # Deviation: Figure 9's "Average Pooling" is 8x8 at 299; we pool adaptively so that any

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.models.base import ConvNet
+from cnnlab.models.base import ConvNet, lookup
 from cnnlab.registry import Paper, register_model
 
 PAPER = Paper(
@@ -190,8 +190,7 @@ class LeNet5(ConvNet):
 
     def __init__(self, *, config: str, num_classes: int = 10, in_channels: int = 1) -> None:
         super().__init__()
-        if config not in VARIANTS:
-            raise ValueError(f"unknown LeNet-5 config {config!r}; choose one of {', '.join(VARIANTS)}")
+        lookup("LeNet-5", config, VARIANTS)
         self.spec = spec = VARIANTS[config]
         self.in_channels, self.num_classes = in_channels, num_classes
         act = spec.activation

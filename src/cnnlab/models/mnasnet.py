@@ -24,7 +24,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from cnnlab.models.base import ConvNet
+from cnnlab.models.base import ConvNet, check_positive, check_probability, lookup
 from cnnlab.models.layers import ConvBNAct, InvertedResidual, init_weights, make_divisible
 from cnnlab.models.keys import use_torchvision_keys
 from cnnlab.registry import Paper, register_model
@@ -121,12 +121,9 @@ class MnasNet(ConvNet):
         bn_momentum: float = 1 - 0.9997,
     ) -> None:
         super().__init__()
-        if config not in CONFIGS:
-            raise ValueError(f"unknown MnasNet config {config!r}; choose one of {', '.join(CONFIGS)}")
-        if not width_mult > 0:
-            raise ValueError(f"width_mult must be positive, got {width_mult}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        lookup("MnasNet", config, CONFIGS)
+        check_positive("width_mult", width_mult)
+        check_probability("dropout", dropout)
         table = CONFIGS[config]
         self.in_channels, self.num_classes = in_channels, num_classes
         norm = {"norm_layer": partial(nn.BatchNorm2d, momentum=bn_momentum), "eps": bn_eps}

@@ -25,7 +25,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from cnnlab.models.base import ConvNet
+from cnnlab.models.base import ConvNet, check_positive, check_probability
 from cnnlab.models.layers import ConvBNAct, init_weights, smallest_input
 from cnnlab.registry import Paper, register_model
 
@@ -118,10 +118,8 @@ class MobileNetV1(ConvNet):
         in_channels: int = 3,
     ) -> None:
         super().__init__()
-        if isinstance(width_mult, bool) or not width_mult > 0:
-            raise ValueError(f"width_mult must be positive, got {width_mult!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        check_positive("width_mult", width_mult)
+        check_probability("dropout", dropout)
         self.in_channels, self.num_classes, self.width_mult = in_channels, num_classes, width_mult
 
         def depth(channels: int) -> int:

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from cnnlab.models.base import ConvNet
+from cnnlab.models.base import ConvNet, check_positive, check_probability
 from cnnlab.models.keys import conv_bn_names, use_torchvision_keys
 from cnnlab.models.layers import ConvBNAct, InvertedResidual, init_weights, make_divisible
 from cnnlab.registry import Paper, register_model
@@ -80,10 +80,8 @@ class MobileNetV2(ConvNet):
         dropout: float = 0.2,
     ) -> None:
         super().__init__()
-        if not width_mult > 0:
-            raise ValueError(f"width_mult must be positive, got {width_mult}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        check_positive("width_mult", width_mult)
+        check_probability("dropout", dropout)
         self.in_channels, self.num_classes = in_channels, num_classes
         channels = make_divisible(STEM_CHANNELS * width_mult, 8)
         layers: list[nn.Module] = [ConvBNAct(in_channels, channels, 3, 2, activation=nn.ReLU6)]

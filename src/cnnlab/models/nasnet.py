@@ -39,7 +39,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from cnnlab.models.base import ConvNet
+from cnnlab.models.base import ConvNet, check_probability
 from cnnlab.models.layers import DropPath, SeparableConv2d, init_weights
 from cnnlab.registry import Paper, register_model
 
@@ -300,8 +300,7 @@ class NASNetA(ConvNet):
             raise ValueError(f"repeats (N) must be >= 1, got {repeats}")
         if penultimate_filters % 24:
             raise ValueError(f"penultimate_filters (P) must be a multiple of 24 (6 x 4F), got {penultimate_filters}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        check_probability("dropout", dropout)
         if not 0.0 <= drop_path_rate < 1.0:
             raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
         self.in_channels, self.num_classes = in_channels, num_classes

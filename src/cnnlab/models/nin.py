@@ -31,7 +31,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from cnnlab.models.base import ConvNet
+from cnnlab.models.base import ConvNet, check_probability, lookup
 from cnnlab.models.layers import ConvBNAct, init_weights, smallest_input
 from cnnlab.registry import Paper, register_model
 
@@ -118,10 +118,8 @@ class NiN(ConvNet):
         dropout: float = 0.5,
     ) -> None:
         super().__init__()
-        if config not in VARIANTS:
-            raise ValueError(f"unknown NiN config {config!r}; choose one of {', '.join(VARIANTS)}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        lookup("NiN", config, VARIANTS)
+        check_probability("dropout", dropout)
         spec = VARIANTS[config]
         self.in_channels, self.num_classes = in_channels, num_classes
         layers: list[nn.Module] = []

@@ -33,7 +33,7 @@ from typing import Callable, NamedTuple, Sequence
 import torch
 from torch import nn
 
-from cnnlab.models.base import ConvNet
+from cnnlab.models.base import ConvNet, check_probability
 from cnnlab.models.layers import DropPath, SqueezeExcitation, init_weights
 from cnnlab.registry import Paper, register_model
 
@@ -391,8 +391,7 @@ class ResNet(ConvNet):
             raise ValueError(f"se_reduction must be a positive integer or None, got {se_reduction}")
         if downsample_kernel not in (1, 3):
             raise ValueError(f"downsample_kernel must be 1 or 3, got {downsample_kernel}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        check_probability("dropout", dropout)
         self.in_channels, self.num_classes = in_channels, num_classes
 
         # conv1: "7x7, 64, stride 2" then "3x3 max pool, stride 2" (Table 1).

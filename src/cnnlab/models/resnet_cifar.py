@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.models.base import ConvNet
+from cnnlab.models.base import ConvNet, check_probability
 from cnnlab.models.layers import init_weights
 from cnnlab.models.resnet import (
     PAPER,
@@ -217,8 +217,7 @@ def wide_resnet_cifar(
     n = _blocks_per_stage(depth, 2, 4, "6n + 4")
     if isinstance(width_mult, bool) or not isinstance(width_mult, int) or width_mult < 1:
         raise ValueError(f"width_mult (the widening factor k) must be a positive integer, got {width_mult!r}")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    check_probability("dropout", dropout)
     k = width_mult
     return CifarResNet(
         block=functools.partial(PreActBasicBlock, dropout=dropout), expansion=1, blocks_per_stage=n,

@@ -36,7 +36,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from cnnlab.models.base import ConvNet
+from cnnlab.models.base import ConvNet, check_probability
 from cnnlab.models.layers import ConvBNAct, SqueezeExcitation, channel_shuffle, init_weights
 from cnnlab.registry import Paper, register_model
 
@@ -330,8 +330,7 @@ class SEShuffleNetV2_164(ConvNet):
         dropout: float = 0.2,
     ) -> None:
         super().__init__()
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        check_probability("dropout", dropout)
         self.in_channels, self.num_classes, self.aux_logits = in_channels, num_classes, aux_logits
         stem: list[nn.Module] = []
         channels = in_channels

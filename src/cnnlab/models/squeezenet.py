@@ -38,7 +38,7 @@ from typing import Literal, NamedTuple
 import torch
 from torch import nn
 
-from cnnlab.models.base import ConvNet
+from cnnlab.models.base import ConvNet, check_probability
 from cnnlab.models.layers import smallest_input
 from cnnlab.registry import Paper, register_model
 
@@ -239,8 +239,7 @@ class SqueezeNet(ConvNet):
             raise ValueError(f"unknown SqueezeNet version {version!r}; choose one of {', '.join(MACRO)}")
         if bypass not in ("none", "simple", "complex"):
             raise ValueError(f"bypass must be 'none', 'simple' or 'complex', got {bypass!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        check_probability("dropout", dropout)
         meta = Metaparameters(base_e, incr_e, freq, pct_3x3, squeeze_ratio)
         self.in_channels, self.num_classes = in_channels, num_classes
         self.metaparameters, self.bypass_mode = meta, bypass

@@ -30,7 +30,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from cnnlab.models.base import ConvNet
+from cnnlab.models.base import ConvNet, check_positive
 from cnnlab.models.layers import ConvBNAct, init_weights, smallest_input
 from cnnlab.registry import Paper, register_model
 
@@ -128,8 +128,7 @@ class SqueezeNext(ConvNet):
         super().__init__()
         if version not in CONFIGS:
             raise ValueError(f"unknown SqueezeNext version {version!r}; choose one of {', '.join(CONFIGS)}")
-        if not width_mult > 0:
-            raise ValueError(f"width_mult must be positive, got {width_mult}")
+        check_positive("width_mult", width_mult)
         self.in_channels, self.num_classes = in_channels, num_classes
 
         def scaled(c: int) -> int:

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from cnnlab.models.base import ConvNet
+from cnnlab.models.base import ConvNet, check_probability, lookup
 from cnnlab.models.layers import LocalResponseNorm, init_weights
 from cnnlab.registry import Paper, register_model
 
@@ -85,10 +85,8 @@ class VGG(ConvNet):
         dropout: float = 0.5,
     ) -> None:
         super().__init__()
-        if config not in CONFIGS:
-            raise ValueError(f"unknown VGG config {config!r}; choose one of {', '.join(CONFIGS)}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        lookup("VGG", config, CONFIGS)
+        check_probability("dropout", dropout)
         self.in_channels, self.num_classes = in_channels, num_classes
         layers: list[nn.Module] = []
         channels = in_channels

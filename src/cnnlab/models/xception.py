@@ -22,7 +22,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from cnnlab.models.base import ConvNet
+from cnnlab.models.base import ConvNet, check_probability
 from cnnlab.models.layers import ConvBNAct, SeparableConv2d, init_weights
 from cnnlab.registry import Paper, register_model
 
@@ -160,8 +160,7 @@ class Xception(ConvNet):
 
     def __init__(self, *, num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.5) -> None:
         super().__init__()
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        check_probability("dropout", dropout)
         self.in_channels, self.num_classes = in_channels, num_classes
         stem: list[nn.Module] = []
         channels = in_channels
