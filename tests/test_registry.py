@@ -95,3 +95,39 @@ def test_unknown_config_lists_the_valid_ones() -> None:
 
     with pytest.raises(ValueError, match="unknown VGG config 'Z'; choose one of A, A-LRN, B, C, D, E"):
         VGG(config="Z")
+
+
+@pytest.mark.parametrize(
+    "name, fixed, params",
+    [
+        # Zagoruyko & Komodakis 2016, Table 1/2: WRN-22-8 has 17.2M parameters, WRN-40-4 8.9M.
+        ("wrn22_8_cifar", {"depth": 22, "width_mult": 8}, 17.2e6),
+        ("wrn40_4_cifar", {"depth": 40, "width_mult": 4}, 8.9e6),
+        # He et al. 2015, §4.2: ResNet-32 0.46M, ResNet-44 0.66M.
+        ("resnet32_cifar", {"depth": 32}, 0.46e6),
+        ("resnet44_cifar", {"depth": 44}, 0.66e6),
+        # Huang et al. 2017, Table 2: DenseNet (L=100, k=12) 7.0M.
+        ("densenet100_k12_cifar", {"depth": 100, "growth_rate": 12}, 7.0e6),
+    ],
+)
+def test_parametric_names_build_any_valid_depth(name: str, fixed: dict, params: float) -> None:
+    import torch
+
+    assert cnnlab.model_info(name).fixed == fixed
+    with torch.device("meta"):
+        model = cnnlab.create_model(name)
+    assert abs(sum(p.numel() for p in model.parameters()) - params) <= 0.05e6 + 0.006 * params
+
+
+def test_parametric_names_not_in_list_but_buildable() -> None:
+    from cnnlab.registry import name_templates
+
+    assert "wrn{depth}_{width_mult}_cifar" in name_templates()
+    assert "wrn22_8_cifar" not in cnnlab.list_models()
+    assert cnnlab.model_info("wrn22_8_cifar").family == "Wide ResNet"
+    with pytest.raises(ValueError, match="6n \\+ 4"):
+        cnnlab.create_model("wrn23_8_cifar")
+    with pytest.raises(TypeError, match="'depth' is fixed"):
+        cnnlab.create_model("wrn22_8_cifar", depth=28)
+    with pytest.raises(ValueError, match="unknown model 'wrn22_cifar'"):
+        cnnlab.create_model("wrn22_cifar")

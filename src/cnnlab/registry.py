@@ -13,6 +13,7 @@ import difflib
 import fnmatch
 import functools
 import inspect
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Callable
@@ -20,6 +21,8 @@ from typing import Any, Callable
 from torch import nn
 
 __all__ = [
+    "name_templates",
+    "register_pattern",
     "Paper",
     "ModelInfo",
     "ReferenceRow",
@@ -108,6 +111,9 @@ class _Entry:
 
 
 _REGISTRY: dict[str, _Entry] = {}
+# Parametric names: a compiled template (``wrn{depth}_{width_mult}_cifar``) -> entry whose
+# ``fixed`` is completed by the integers the name carries.
+_PATTERNS: dict[str, tuple[re.Pattern[str], _Entry]] = {}
 
 
 def _parse_int(text: str) -> int | None:
@@ -172,6 +178,46 @@ def register_model(
 
 
 @functools.lru_cache(maxsize=None)
+def register_pattern(
+    template: str,
+    builder: Callable[..., nn.Module],
+    *,
+    family: str,
+    paper: Paper,
+    input_size: tuple[int, int, int],
+    num_classes: int = 1000,
+    **fixed: Any,
+) -> None:
+    """Register a family of names such as ``"wrn{depth}_{width_mult}_cifar"``.
+
+    ``create_model("wrn22_8_cifar")`` builds ``builder(depth=22, width_mult=8, **fixed)``; the
+    builder validates the integers (an invalid depth is its one-line ``ValueError``). Names
+    registered with ``register_model`` take precedence; ``list_models`` lists only those.
+    """
+    fields = re.findall(r"\{(\w+)\}", template)
+    if not fields or template in _PATTERNS:
+        raise ValueError(f"bad or duplicate name template {template!r}")
+    accepted = _keyword_parameters(builder)
+    for required in ("num_classes", "in_channels"):
+        if required not in accepted:
+            raise TypeError(f"builder of {template!r} must accept keyword {required!r}")
+    unknown = sorted((set(fixed) | set(fields)) - set(accepted))
+    if unknown:
+        raise TypeError(f"builder of {template!r} does not accept {', '.join(unknown)}")
+    regex = "".join(
+        f"(?P<{part[1:-1]}>[1-9][0-9]*)" if part.startswith("{") else re.escape(part)
+        for part in re.split(r"(\{\w+\})", template) if part
+    )
+    entry = _Entry(builder, dict(fixed), family, paper, tuple(input_size), num_classes)
+    _PATTERNS[template] = (re.compile(regex), entry)
+
+
+def name_templates() -> list[str]:
+    """The registered name templates (``wrn{depth}_{width_mult}_cifar``, ...)."""
+    _ensure_loaded()
+    return sorted(_PATTERNS)
+
+
 def _keyword_parameters(builder: Callable[..., nn.Module]) -> tuple[str, ...]:
     params = inspect.signature(builder).parameters.values()
     return tuple(
@@ -191,12 +237,17 @@ def _entry(name: str) -> _Entry:
     _ensure_loaded()
     if not isinstance(name, str):
         raise TypeError(f"model name must be a string, got {type(name).__name__}")
-    try:
+    if name in _REGISTRY:
         return _REGISTRY[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, _REGISTRY, n=5, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; see `cnnlab models`"
-        raise ValueError(f"unknown model {name!r}{hint}") from None
+    for regex, entry in _PATTERNS.values():
+        match = regex.fullmatch(name)
+        if match:
+            ints = {key: int(value) for key, value in match.groupdict().items()}
+            return _Entry(entry.builder, {**entry.fixed, **ints}, entry.family, entry.paper,
+                          entry.input_size, entry.num_classes)
+    close = difflib.get_close_matches(name, _REGISTRY, n=5, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; see `cnnlab models`"
+    raise ValueError(f"unknown model {name!r}{hint}")
 
 
 def list_models(pattern: str | None = None) -> list[str]:

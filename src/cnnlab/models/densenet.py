@@ -31,7 +31,7 @@ from torch import nn
 
 from cnnlab.models.base import ConvNet, check_probability
 from cnnlab.models.layers import init_weights, smallest_input
-from cnnlab.registry import Paper, register_model
+from cnnlab.registry import Paper, register_model, register_pattern
 
 PAPER = Paper(
     "Densely Connected Convolutional Networks",
@@ -419,3 +419,13 @@ for _builder, _variants in ((densenet_cifar, CIFAR_DENSENETS), (densenet_bc_cifa
             _name, _builder, family="DenseNet", paper=PAPER, input_size=(3, 32, 32),
             num_classes=10, depth=_variant.depth, growth_rate=_variant.growth_rate,
         )
+# DenseNet(L, k) and DenseNet-BC(L, k) for any valid L and k by name (§3: L = 3n + 4, or
+# 6n + 4 with bottlenecks); the builders reject invalid depths with a one-line error.
+register_pattern(
+    "densenet{depth}_k{growth_rate}_cifar", densenet_cifar, family="DenseNet", paper=PAPER,
+    input_size=(3, 32, 32), num_classes=10,
+)
+register_pattern(
+    "densenet_bc{depth}_k{growth_rate}_cifar", densenet_bc_cifar, family="DenseNet", paper=PAPER,
+    input_size=(3, 32, 32), num_classes=10,
+)

@@ -47,7 +47,7 @@ from cnnlab.models.resnet import (
     make_stage,
     projection_shortcut,
 )
-from cnnlab.registry import register_model
+from cnnlab.registry import register_model, register_pattern
 
 __all__ = [
     "CifarResNet", "ZeroPadShortcut", "preact_resnet_cifar", "resnet_cifar", "resnext_cifar",
@@ -281,3 +281,14 @@ for _groups, _width in ((8, 64), (16, 64), (32, 4)):
         f"resnext29_{_groups}x{_width}d_cifar", resnext_cifar, family="ResNeXt", paper=RESNEXT_PAPER,
         **_CIFAR, depth=29, groups=_groups, base_width=_width,
     )
+
+# Any valid depth (and width, cardinality) by name: resnet{6n+2}_cifar, wrn{6n+4}_{k}_cifar,
+# resnext{9n+2}_{c}x{d}d_cifar; the builders reject invalid ones with a one-line error.
+register_pattern("resnet{depth}_cifar", resnet_cifar, family="ResNet", paper=PAPER, **_CIFAR)
+register_pattern(
+    "wrn{depth}_{width_mult}_cifar", wide_resnet_cifar, family="Wide ResNet", paper=WRN_PAPER, **_CIFAR,
+)
+register_pattern(
+    "resnext{depth}_{groups}x{base_width}d_cifar", resnext_cifar, family="ResNeXt", paper=RESNEXT_PAPER,
+    **_CIFAR,
+)
