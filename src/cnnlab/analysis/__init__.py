@@ -122,7 +122,7 @@ def analyze(
     was_training = target.training
     target.eval()
     spatial = max(len(shape) - 2, 0)
-    capture = Capture(target, spatial_dims=spatial, input_extent=shape[2:], fold_bn=fold_bn)
+    capture = Capture(target, spatial_dims=spatial, fold_bn=fold_bn)
     x = torch.zeros(shape, device=device, dtype=dtype) if device.type != "meta" else torch.empty(shape, device=device, dtype=dtype)
     capture.track_input(x)
     capture.attach()

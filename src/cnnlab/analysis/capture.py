@@ -50,7 +50,6 @@ class RF:
 class LayerStats:
     name: str
     type: str
-    depth: int
     order: int
     params: int = 0
     macs: int = 0
@@ -97,7 +96,6 @@ class Capture(TorchDispatchMode):
 
     model: nn.Module
     spatial_dims: int
-    input_extent: tuple[int, ...]
     fold_bn: bool = False
     layers: dict[str, LayerStats] = field(default_factory=dict)
     by_type: dict[str, KindStats] = field(default_factory=dict)
@@ -122,7 +120,7 @@ class Capture(TorchDispatchMode):
         stats = self.layers.get(name)
         if stats is None:
             module = self.model.get_submodule(name)
-            stats = LayerStats(name, type(module).__name__, name.count(".") + 1 if name else 0, self._order)
+            stats = LayerStats(name, type(module).__name__, self._order)
             self._order += 1
             self.layers[name] = stats
         return stats
