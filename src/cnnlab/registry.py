@@ -16,7 +16,7 @@ import inspect
 import re
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from torch import nn
 
@@ -149,6 +149,17 @@ def _reference(name: str) -> ReferenceRow | None:
     return next((row for row in reference_rows() if row.name == name), None)
 
 
+def _check_builder(label: str, builder: Callable[..., nn.Module], arguments: Iterable[str]) -> None:
+    """The builder takes num_classes, in_channels and every argument a registration fixes."""
+    accepted = _keyword_parameters(builder)
+    for required in ("num_classes", "in_channels"):
+        if required not in accepted:
+            raise TypeError(f"builder of {label!r} must accept keyword {required!r}")
+    unknown = sorted(set(arguments) - set(accepted))
+    if unknown:
+        raise TypeError(f"builder of {label!r} does not accept {', '.join(unknown)}")
+
+
 def register_model(
     name: str,
     builder: Callable[..., nn.Module],
@@ -167,17 +178,10 @@ def register_model(
     """
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} is already registered")
-    accepted = _keyword_parameters(builder)
-    for required in ("num_classes", "in_channels"):
-        if required not in accepted:
-            raise TypeError(f"builder of {name!r} must accept keyword {required!r}")
-    unknown = sorted(set(fixed) - set(accepted))
-    if unknown:
-        raise TypeError(f"builder of {name!r} does not accept {', '.join(unknown)}")
+    _check_builder(name, builder, fixed)
     _REGISTRY[name] = _Entry(builder, dict(fixed), family, paper, tuple(input_size), num_classes)
 
 
-@functools.lru_cache(maxsize=None)
 def register_pattern(
     template: str,
     builder: Callable[..., nn.Module],
@@ -197,13 +201,7 @@ def register_pattern(
     fields = re.findall(r"\{(\w+)\}", template)
     if not fields or template in _PATTERNS:
         raise ValueError(f"bad or duplicate name template {template!r}")
-    accepted = _keyword_parameters(builder)
-    for required in ("num_classes", "in_channels"):
-        if required not in accepted:
-            raise TypeError(f"builder of {template!r} must accept keyword {required!r}")
-    unknown = sorted((set(fixed) | set(fields)) - set(accepted))
-    if unknown:
-        raise TypeError(f"builder of {template!r} does not accept {', '.join(unknown)}")
+    _check_builder(template, builder, [*fixed, *fields])
     regex = "".join(
         f"(?P<{part[1:-1]}>[1-9][0-9]*)" if part.startswith("{") else re.escape(part)
         for part in re.split(r"(\{\w+\})", template) if part
@@ -218,6 +216,7 @@ def name_templates() -> list[str]:
     return sorted(_PATTERNS)
 
 
+@functools.lru_cache(maxsize=None)
 def _keyword_parameters(builder: Callable[..., nn.Module]) -> tuple[str, ...]:
     params = inspect.signature(builder).parameters.values()
     return tuple(
