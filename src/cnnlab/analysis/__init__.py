@@ -140,7 +140,8 @@ def analyze(
         kind: {"macs": s.macs, "flops": s.flops, "params": 0, "mem_access": s.mem_access}
         for kind, s in capture.by_type.items()
     }
-    for name, module in target.named_modules():
+    named_modules = list(target.named_modules())
+    for name, module in named_modules:
         direct = [p for p in module.parameters(recurse=False) if id(p) not in seen]
         seen.update(id(p) for p in direct)
         count = sum(p.numel() for p in direct)
@@ -179,5 +180,5 @@ def analyze(
     return Analysis(
         model=type(model).__name__, input_shape=list(shape), complete=not uncounted,
         total=totals, layers=layers, by_type=by_type, uncounted_ops=uncounted,
-        module_types={name: type(m).__name__ for name, m in target.named_modules()},
+        module_types={name: type(m).__name__ for name, m in named_modules},
     )

@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 from torch.utils.weak import WeakTensorKeyDictionary
 
+from cnnlab.analysis.fastmeta import fast_meta
 from cnnlab.analysis.rules import BATCH_NORMS, Cost, adaptive_windows, conv_kind, rule_for
 
 __all__ = ["RF", "LayerStats", "Capture"]
@@ -85,9 +85,24 @@ def _unique_elements(t: torch.Tensor) -> int:
     return math.prod(s for s, st in zip(t.shape, t.stride()) if st != 0) if t.numel() else 0
 
 
+def _tensors(value: Any) -> list[torch.Tensor]:
+    """The tensors in an operator's arguments or results: nested lists, tuples and dicts.
+
+    A plain recursive walk: ``torch.utils._pytree`` is general but several times slower, and
+    this runs for every operator.
+    """
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [t for item in value for t in _tensors(item)]
+    if isinstance(value, dict):
+        return [t for item in value.values() for t in _tensors(item)]
+    return []
+
+
 def _first_tensor(value: Any) -> torch.Tensor | None:
-    leaves, _ = tree_flatten(value)
-    return next((v for v in leaves if isinstance(v, torch.Tensor)), None)
+    found = _tensors(value)
+    return found[0] if found else None
 
 
 @dataclass
@@ -104,7 +119,9 @@ class Capture(TorchDispatchMode):
     def __post_init__(self) -> None:
         super().__init__()
         self._stack: list[str] = [""]
-        self._names = {id(m): n for n, m in self.model.named_modules(remove_duplicate=False)}
+        named = list(self.model.named_modules(remove_duplicate=False))
+        self._names = {id(m): n for n, m in named}
+        self._modules = dict(named)
         self._rf = WeakTensorKeyDictionary()
         self._storage = WeakTensorKeyDictionary()
         self._biased_conv_outputs = WeakTensorKeyDictionary()  # for fold_bn
@@ -119,14 +136,13 @@ class Capture(TorchDispatchMode):
     def _layer(self, name: str) -> LayerStats:
         stats = self.layers.get(name)
         if stats is None:
-            module = self.model.get_submodule(name)
-            stats = LayerStats(name, type(module).__name__, self._order)
+            stats = LayerStats(name, type(self._modules[name]).__name__, self._order)
             self._order += 1
             self.layers[name] = stats
         return stats
 
     def attach(self) -> None:
-        for module in self.model.modules():
+        for module in {id(m): m for m in self._modules.values()}.values():
             self._handles.append(module.register_forward_pre_hook(self._pre_hook, with_kwargs=True))
             self._handles.append(module.register_forward_hook(self._post_hook, always_call=True))
 
@@ -183,14 +199,16 @@ class Capture(TorchDispatchMode):
             x = args[0]
             out = (torch.empty_like(x), x.new_empty((x.shape[1],)), x.new_empty((x.shape[1],)))
         else:
-            out = func(*args, **kwargs)
+            out = fast_meta(func, args, kwargs)
+            if out is None:
+                out = func(*args, **kwargs)
         self._record(func, args, kwargs, out)
         return out
 
     def _record(self, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
         op = func.overloadpacket.__name__
-        inputs = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
-        outputs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+        inputs = _tensors((args, kwargs))
+        outputs = _tensors(out)
         returns = func._schema.returns
         aliases = [r.alias_info for r in returns]
         is_view = op in _VIEWS_WITHOUT_ALIAS_INFO or (
