@@ -376,6 +376,14 @@ def test_model_is_not_modified() -> None:
     assert model.training and real.macs == a.macs and real.flops == a.flops
 
 
+def test_each_modules_training_flag_is_restored() -> None:
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()).train()
+    model[1].eval()  # a frozen BN inside a training model stays frozen
+    analyze(model, (1, 3, 8, 8))
+    assert [m.training for m in model] == [True, False, True] and model.training
+
+
 def test_meta_analysis_allocates_no_weights() -> None:
     with torch.device("meta"):
         model = cnnlab.create_model("vgg19")

@@ -55,9 +55,7 @@ def _validate_input_size(input_size: Sequence[int]) -> tuple[int, ...]:
     return shape
 
 
-def _param_totals(model: nn.Module) -> dict[str, int]:
-    params = {id(p): p for p in model.parameters()}.values()
-    buffers = {id(b): b for b in model.buffers()}.values()
+def _param_totals(params: list[torch.Tensor], buffers: list[torch.Tensor]) -> dict[str, int]:
     return {
         "params": sum(p.numel() for p in params),
         "trainable_params": sum(p.numel() for p in params if p.requires_grad),
@@ -100,16 +98,17 @@ def analyze(
     """Count what one forward pass of ``model`` on an input of shape ``input_size`` costs.
 
     ``input_size`` includes the batch dimension; totals are for that whole input. The model is
-    analysed in eval mode under ``torch.no_grad``. On the meta device (the default) a structural
-    copy is analysed and no weight or activation is allocated; ``device="cpu"`` runs the real
-    model (its training flag is restored afterwards). ``fold_bn`` analyses the network as if every
+    analysed in eval mode under ``torch.no_grad`` (every module's training flag is restored
+    afterwards). On the meta device (the default) nothing is allocated: a model already on meta
+    is analysed as it is, any other through a structural meta copy; ``device="cpu"`` runs the
+    real model. ``fold_bn`` analyses the network as if every
     BatchNorm were folded into the conv before it.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"analyze expects an nn.Module, got {type(model).__name__}")
     shape = _validate_input_size(input_size)
     device = torch.device(device)
-    tensors = [*model.parameters(), *model.buffers()]
+    tensors = [*model.parameters(), *model.buffers()]  # each distinct tensor once
     on_meta = all(t.is_meta and (t.dtype == dtype or not t.is_floating_point()) for t in tensors)
     if device.type == "meta" and on_meta:
         target = model  # nothing to protect: only the training flag changes, and it is restored
@@ -119,8 +118,10 @@ def analyze(
         first = next(iter(model.parameters()), None)
         same = first is None or (first.device == device and first.dtype == dtype)
         target = model if same else copy.deepcopy(model).to(device=device, dtype=dtype)
-    was_training = target.training
-    target.eval()
+    named_modules = list(target.named_modules())
+    training = [m.training for _, m in named_modules]
+    for _, m in named_modules:  # eval mode, each module's own flag restored afterwards
+        m.training = False
     spatial = max(len(shape) - 2, 0)
     capture = Capture(target, spatial_dims=spatial, fold_bn=fold_bn)
     x = torch.zeros(shape, device=device, dtype=dtype) if device.type != "meta" else torch.empty(shape, device=device, dtype=dtype)
@@ -131,16 +132,19 @@ def analyze(
             target(x)
     finally:
         capture.detach()
-        target.train(was_training)
+        for (_, m), flag in zip(named_modules, training):
+            m.training = flag
     del x
 
-    totals = _param_totals(target)
+    if target is not model:
+        tensors = [*target.parameters(), *target.buffers()]
+    params = [t for t in tensors if isinstance(t, nn.Parameter)]
+    totals = _param_totals(params, [t for t in tensors if not isinstance(t, nn.Parameter)])
     seen: set[int] = set()
     by_type: dict[str, dict[str, int]] = {
         kind: {"macs": s.macs, "flops": s.flops, "params": 0, "mem_access": s.mem_access}
         for kind, s in capture.by_type.items()
     }
-    named_modules = list(target.named_modules())
     for name, module in named_modules:
         direct = [p for p in module.parameters(recurse=False) if id(p) not in seen]
         seen.update(id(p) for p in direct)

@@ -9,6 +9,7 @@ charged to the innermost module running when it executes. Per tensor we keep the
 
 from __future__ import annotations
 
+import functools
 import math
 import weakref
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ class RF:
 
     @staticmethod
     def merge(fields: list["RF"]) -> "RF | None":
+        if len(fields) == 1:
+            return fields[0]
         if not fields:
             return None
         if any(f.whole for f in fields):
@@ -125,7 +128,6 @@ class Capture(TorchDispatchMode):
         self._rf = WeakTensorKeyDictionary()
         self._storage = WeakTensorKeyDictionary()
         self._biased_conv_outputs = WeakTensorKeyDictionary()  # for fold_bn
-        self._param_ids = {id(p) for p in self.model.parameters()} | {id(b) for b in self.model.buffers()}
         self.live_bytes = 0
         self.peak_bytes = 0
         self._handles: list[Any] = []
@@ -143,20 +145,20 @@ class Capture(TorchDispatchMode):
 
     def attach(self) -> None:
         for module in {id(m): m for m in self._modules.values()}.values():
-            self._handles.append(module.register_forward_pre_hook(self._pre_hook, with_kwargs=True))
-            self._handles.append(module.register_forward_hook(self._post_hook, always_call=True))
+            self._handles.append(module.register_forward_pre_hook(self._pre_hook))
+            self._handles.append(module.register_forward_hook(self._post_hook))
 
     def detach(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
 
-    def _pre_hook(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+    def _pre_hook(self, module: nn.Module, args: tuple) -> None:
         name = self._names.get(id(module), type(module).__name__)
         stats = self._layer(name)
         stats.calls += 1
         if stats.input_shape is None:
-            x = _first_tensor((args, kwargs))
+            x = _first_tensor(args)
             stats.input_shape = list(x.shape) if x is not None else None
         self._stack.append(name)
 
@@ -202,55 +204,49 @@ class Capture(TorchDispatchMode):
             out = fast_meta(func, args, kwargs)
             if out is None:
                 out = func(*args, **kwargs)
+        if func is _EMPTY and out.numel() == 0:
+            return out  # a placeholder (BN's reserve space): nothing to count or keep alive
         self._record(func, args, kwargs, out)
         return out
 
     def _record(self, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
-        op = func.overloadpacket.__name__
+        info = _op_info(func)
+        op = info.name
         inputs = _tensors((args, kwargs))
         outputs = _tensors(out)
-        returns = func._schema.returns
-        aliases = [r.alias_info for r in returns]
-        is_view = op in _VIEWS_WITHOUT_ALIAS_INFO or (
-            bool(aliases) and all(a is not None and not a.is_write for a in aliases)
-        )
-        in_place = any(a is not None and a.is_write for a in aliases)
         module = self._stack[-1]
         stats = self._layer(module)
 
         rf = self._propagate_rf(op, args, inputs, outputs)
-        for t in outputs:
-            if rf is not None:
-                self._rf[t] = rf
-        if is_view:
+        if rf is not None:
             for t in outputs:
-                base = next((self._storage[i] for i in inputs if i in self._storage), None)
-                if base is not None:
+                self._rf[t] = rf
+        if info.is_view:
+            base = next((self._storage[i] for i in inputs if i in self._storage), None)
+            if base is not None:
+                for t in outputs:
                     self._add_ref(t, base)
             return
 
         stats.executed_ops = True
-        if op.endswith("_with_indices") or op.startswith("adaptive_max_pool") or op in BATCH_NORMS:
-            # Only the first output is the activation: inference needs no pooling indices and
-            # no saved BN statistics (kernels may still produce them).
+        if info.first_output_only:
             outputs = outputs[:1]
-        rule = rule_for(op)
-        if rule is None:
+        if info.rule is None:
             entry = self.uncounted.setdefault(op, [0, module])
             entry[0] += 1
             cost = Cost()
         else:
-            cost = rule(args, kwargs, out)
-        reads = sum(_unique_elements(t) for t in {id(t): t for t in inputs}.values())
-        read_bytes = sum(_unique_elements(t) * t.element_size() for t in {id(t): t for t in inputs}.values())
-        if in_place:
-            written = [t for t, a in zip(outputs, aliases) if a is not None and a.is_write]
-        else:
-            written = outputs
+            cost = info.rule(args, kwargs, out)
+        reads = read_bytes = 0
+        for t in {id(t): t for t in inputs}.values():
+            elements = _unique_elements(t)
+            reads += elements
+            read_bytes += elements * t.element_size()
+        written = [t for t, w in zip(outputs, info.writes) if w] if info.in_place else outputs
         writes = sum(t.numel() for t in written)
         write_bytes = sum(t.numel() * t.element_size() for t in written)
 
-        if op in BATCH_NORMS and self.fold_bn:
+        if info.batch_norm and self.fold_bn:
             x = args[0]
             # Folded into the conv before it: no BN op remains; a bias-less conv gains a bias.
             had_bias = self._biased_conv_outputs.get(x, True)
@@ -259,7 +255,7 @@ class Capture(TorchDispatchMode):
             reads = 0 if had_bias else outputs[0].shape[1]
             read_bytes = reads * outputs[0].element_size()
             writes = write_bytes = 0
-        if op == "convolution":
+        if op == "convolution" and self.fold_bn:
             self._biased_conv_outputs[outputs[0]] = args[2] is not None
 
         stats.macs += cost.macs
@@ -267,11 +263,13 @@ class Capture(TorchDispatchMode):
         stats.mem_access += reads + writes
         stats.mem_access_bytes += read_bytes + write_bytes
         kind = self._kind(op, args, module)
-        bucket = self.by_type.setdefault(kind, KindStats())
+        bucket = self.by_type.get(kind)
+        if bucket is None:
+            bucket = self.by_type[kind] = KindStats()
         bucket.macs += cost.macs
         bucket.flops += cost.flops
         bucket.mem_access += reads + writes
-        if not in_place:
+        if not info.in_place:
             stats.activations += sum(t.numel() for t in outputs)
             for t in outputs:
                 self._new_storage(t)
@@ -287,7 +285,8 @@ class Capture(TorchDispatchMode):
     def _propagate_rf(
         self, op: str, args: tuple, inputs: list[torch.Tensor], outputs: list[torch.Tensor]
     ) -> RF | None:
-        known = [self._rf[t] for t in inputs if id(t) not in self._param_ids and t in self._rf]
+        # Parameters and buffers carry no field: only the input and what is computed from it do.
+        known = [self._rf[t] for t in inputs if t in self._rf]
         rf = RF.merge(known)
         if rf is None or rf.whole:
             return rf
@@ -347,6 +346,35 @@ class Capture(TorchDispatchMode):
 # Operators that return a view of their input although their schema does not say so
 # (``matmul`` with broadcasting and some ``einsum`` layouts emit ``_unsafe_view``).
 _VIEWS_WITHOUT_ALIAS_INFO = frozenset({"_unsafe_view"})
+
+@dataclass(frozen=True)
+class _OpInfo:
+    """What an operator's schema and name say, computed once per operator overload."""
+
+    name: str
+    is_view: bool
+    in_place: bool
+    writes: tuple[bool, ...]  # per result: written in place (an alias with a write)
+    first_output_only: bool
+    batch_norm: bool
+    rule: Any
+
+
+@functools.lru_cache(maxsize=None)
+def _op_info(func: Any) -> _OpInfo:
+    name = func.overloadpacket.__name__
+    aliases = [r.alias_info for r in func._schema.returns]
+    writes = tuple(a is not None and a.is_write for a in aliases)
+    is_view = name in _VIEWS_WITHOUT_ALIAS_INFO or (
+        bool(aliases) and all(a is not None and not a.is_write for a in aliases)
+    )
+    # Only the first output is the activation: inference needs no pooling indices and no saved
+    # BN statistics (kernels may still produce them).
+    first_only = name.endswith("_with_indices") or name.startswith("adaptive_max_pool") or name in BATCH_NORMS
+    return _OpInfo(name, is_view, any(writes), writes, first_only, name in BATCH_NORMS, rule_for(name))
+
+
+_EMPTY = torch.ops.aten.empty.memory_format
 
 _META_BATCH_NORMS = (
     torch.ops.aten.native_batch_norm.default,
