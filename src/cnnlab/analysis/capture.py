@@ -10,6 +10,7 @@ charged to the innermost module running when it executes. Per tensor we keep the
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import weakref
 from dataclasses import dataclass, field
@@ -18,7 +19,6 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.weak import WeakTensorKeyDictionary
 
 from cnnlab.analysis.fastmeta import fast_meta
 from cnnlab.analysis.rules import BATCH_NORMS, Cost, adaptive_windows, conv_kind, rule_for
@@ -91,16 +91,22 @@ def _unique_elements(t: torch.Tensor) -> int:
 def _tensors(value: Any) -> list[torch.Tensor]:
     """The tensors in an operator's arguments or results: nested lists, tuples and dicts.
 
-    A plain recursive walk: ``torch.utils._pytree`` is general but several times slower, and
-    this runs for every operator.
+    A plain walk: ``torch.utils._pytree`` is general but several times slower, and this runs
+    for every operator.
     """
     if isinstance(value, torch.Tensor):
         return [value]
-    if isinstance(value, (list, tuple)):
-        return [t for item in value for t in _tensors(item)]
     if isinstance(value, dict):
-        return [t for item in value.values() for t in _tensors(item)]
-    return []
+        value = value.values()
+    elif not isinstance(value, (list, tuple)):
+        return []
+    found = []
+    for item in value:
+        if isinstance(item, torch.Tensor):
+            found.append(item)
+        elif isinstance(item, (list, tuple, dict)):
+            found.extend(_tensors(item))
+    return found
 
 
 def _first_tensor(value: Any) -> torch.Tensor | None:
@@ -125,9 +131,10 @@ class Capture(TorchDispatchMode):
         named = list(self.model.named_modules(remove_duplicate=False))
         self._names = {id(m): n for n, m in named}
         self._modules = dict(named)
-        self._rf = WeakTensorKeyDictionary()
-        self._storage = WeakTensorKeyDictionary()
-        self._biased_conv_outputs = WeakTensorKeyDictionary()  # for fold_bn
+        self._rf = _TensorNotes("rf")
+        self._storage = _TensorNotes("storage")
+        self._biased_conv_outputs = _TensorNotes("biased")  # for fold_bn
+        self._refs: set[weakref.ref] = set()
         self.live_bytes = 0
         self.peak_bytes = 0
         self._handles: list[Any] = []
@@ -185,12 +192,14 @@ class Capture(TorchDispatchMode):
     def _add_ref(self, t: torch.Tensor, record: _Storage) -> None:
         record.refs += 1
         self._storage[t] = record
-        weakref.finalize(t, self._release, record)
 
-    def _release(self, record: _Storage) -> None:
-        record.refs -= 1
-        if record.refs == 0:
-            self.live_bytes -= record.nbytes
+        def release(ref: weakref.ref) -> None:  # runs when the tensor object is freed
+            self._refs.discard(ref)
+            record.refs -= 1
+            if record.refs == 0:
+                self.live_bytes -= record.nbytes
+
+        self._refs.add(weakref.ref(t, release))
 
     # -- operators -------------------------------------------------------------------------
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
@@ -212,7 +221,7 @@ class Capture(TorchDispatchMode):
     def _record(self, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
         info = _op_info(func)
         op = info.name
-        inputs = _tensors((args, kwargs))
+        inputs = _tensors(args) + _tensors(kwargs) if kwargs else _tensors(args)
         outputs = _tensors(out)
         module = self._stack[-1]
         stats = self._layer(module)
@@ -346,6 +355,35 @@ class Capture(TorchDispatchMode):
 # Operators that return a view of their input although their schema does not say so
 # (``matmul`` with broadcasting and some ``einsum`` layouts emit ``_unsafe_view``).
 _VIEWS_WITHOUT_ALIAS_INFO = frozenset({"_unsafe_view"})
+
+class _TensorNotes:
+    """Facts one analysis keeps about tensors, stored on the tensor objects themselves.
+
+    A weak-keyed dictionary costs a weak reference per look-up; an attribute costs nothing and
+    dies with the tensor. Each instance uses its own attribute name, so one analysis never
+    reads another's notes on a tensor that outlives it.
+    """
+
+    _count = itertools.count()
+
+    def __init__(self, label: str) -> None:
+        self.attr = f"_cnnlab_{label}_{next(self._count)}"
+
+    def get(self, t: torch.Tensor, default: Any = None) -> Any:
+        return getattr(t, self.attr, default)
+
+    def __contains__(self, t: torch.Tensor) -> bool:
+        return getattr(t, self.attr, _MISSING) is not _MISSING
+
+    def __getitem__(self, t: torch.Tensor) -> Any:
+        return getattr(t, self.attr)
+
+    def __setitem__(self, t: torch.Tensor, value: Any) -> None:
+        setattr(t, self.attr, value)
+
+
+_MISSING = object()
+
 
 @dataclass(frozen=True)
 class _OpInfo:
