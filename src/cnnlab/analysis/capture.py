@@ -170,12 +170,12 @@ class Capture(TorchDispatchMode):
         self._stack.append(name)
 
     def _post_hook(self, module: nn.Module, args: tuple, output: Any) -> None:
-        name = self._stack.pop()
-        stats = self.layers[name]
-        y = _first_tensor(output)
-        if stats.output_shape is None and y is not None:
-            stats.output_shape = list(y.shape)
-            stats.rf = self._rf.get(y)
+        stats = self.layers[self._stack.pop()]
+        if stats.output_shape is None:  # the first call's output describes the layer
+            y = _first_tensor(output)
+            if y is not None:
+                stats.output_shape = list(y.shape)
+                stats.rf = self._rf.get(y)
 
     # -- tensors ---------------------------------------------------------------------------
     def track_input(self, x: torch.Tensor) -> None:
