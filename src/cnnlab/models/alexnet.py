@@ -183,9 +183,6 @@ class AlexNet(ConvNet):
         # without the paper's hand-tuned schedule.
         init_weights(self)
 
-    def _forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.avgpool(x), 1))
 

@@ -44,7 +44,7 @@ class ConvNet(nn.Module):
     ``forward_features`` returns), ``min_input_size`` (smallest height and width accepted),
     optionally ``fixed_input_size`` (the only size accepted, for nets with a flatten-to-FC head
     such as LeNet-5), ``classifier_name`` (dotted path of the final layer) and implement
-    ``_forward_features`` and ``forward_head``.
+    ``forward_head`` and, unless the body is a module named ``features``, ``_forward_features``.
     """
 
     in_channels: int
@@ -88,7 +88,8 @@ class ConvNet(nn.Module):
         return self._forward_features(x)
 
     def _forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """By default the ``features`` module, where most families keep their body."""
+        return self.features(x)
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

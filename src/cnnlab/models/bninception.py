@@ -171,9 +171,6 @@ class BNInception(ConvNet):
         self.fc = nn.Linear(channels, num_classes)
         init_weights(self)
 
-    def _forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.dropout(torch.flatten(self.avgpool(x), 1)))
 

@@ -263,9 +263,6 @@ class DenseNet(ConvNet):
         self.classifier = nn.Linear(channels, num_classes)
         init_weights(self)
 
-    def _forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.global_pool(x), 1))
 

@@ -104,9 +104,6 @@ class IGCV3(ConvNet):
         self.classifier = nn.Linear(self.num_features, num_classes)
         init_weights(self)
 
-    def _forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.avgpool(x), 1))
 

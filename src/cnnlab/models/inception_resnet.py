@@ -406,9 +406,6 @@ class InceptionResNet(ConvNet):
         self.fc = nn.Linear(width, num_classes)
         init_weights(self)
 
-    def _forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.bottleneck(self.dropout(torch.flatten(self.avgpool(x), 1))))
 

@@ -154,9 +154,6 @@ class MobileNetV1(ConvNet):
         self.fc = nn.Linear(channels, num_classes)  # Table 1: "FC / s1, 1024 x 1000"
         init_weights(self)
 
-    def _forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.dropout(torch.flatten(self.avgpool(x), 1)))
 

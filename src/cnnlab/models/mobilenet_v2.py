@@ -120,9 +120,6 @@ class MobileNetV2(ConvNet):
             names[layer.project.bn] = f"features.{i}.conv.{j + 1}"
         return names
 
-    def _forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.avgpool(x), 1))
 

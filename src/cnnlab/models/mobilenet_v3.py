@@ -193,9 +193,6 @@ class MobileNetV3(ConvNet):
                     names[part.fc2] = f"features.{i}.block.{j}.fc2"
         return names
 
-    def _forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.avgpool(x), 1))
 

@@ -148,9 +148,6 @@ class NiN(ConvNet):
         self.global_pool = nn.AdaptiveAvgPool2d(1)  # §3.2: one average per class map
         init_weights(self)
 
-    def _forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(self.global_pool(self.act(self.classifier(x))), 1)
 

@@ -296,9 +296,6 @@ class SqueezeNet(ConvNet):
         """The Fire module called ``name`` in Table 1 (``"fire2"`` ... ``"fire9"``)."""
         return self.features[self.fire_names[name]]
 
-    def _forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(self.classifier(x), 1)
 
