@@ -83,16 +83,19 @@ class KindStats:
 
 def _unique_elements(t: torch.Tensor) -> int:
     """Elements a strided tensor really holds: broadcast (stride 0) dimensions count once."""
+    if t.is_contiguous():
+        return t.numel()
     if t.dim() == 0:
         return 1
     return math.prod(s for s, st in zip(t.shape, t.stride()) if st != 0) if t.numel() else 0
 
 
 def _tensors(value: Any) -> list[torch.Tensor]:
-    """The tensors in an operator's arguments or results: nested lists, tuples and dicts.
+    """The tensors in an operator's arguments or results.
 
-    A plain walk: ``torch.utils._pytree`` is general but several times slower, and this runs
-    for every operator.
+    Aten arguments are flat but for lists of tensors (``cat``); results are a tensor or a flat
+    tuple. A plain loop: ``torch.utils._pytree`` is general but several times slower, and this
+    runs for every operator.
     """
     if isinstance(value, torch.Tensor):
         return [value]
@@ -104,8 +107,8 @@ def _tensors(value: Any) -> list[torch.Tensor]:
     for item in value:
         if isinstance(item, torch.Tensor):
             found.append(item)
-        elif isinstance(item, (list, tuple, dict)):
-            found.extend(_tensors(item))
+        elif isinstance(item, (list, tuple)) and item and isinstance(item[0], torch.Tensor):
+            found.extend(t for t in item if isinstance(t, torch.Tensor))
     return found
 
 
@@ -295,7 +298,8 @@ class Capture(TorchDispatchMode):
         self, op: str, args: tuple, inputs: list[torch.Tensor], outputs: list[torch.Tensor]
     ) -> RF | None:
         # Parameters and buffers carry no field: only the input and what is computed from it do.
-        known = [self._rf[t] for t in inputs if t in self._rf]
+        attr = self._rf.attr
+        known = [f for f in (getattr(t, attr, None) for t in inputs) if f is not None]
         rf = RF.merge(known)
         if rf is None or rf.whole:
             return rf
