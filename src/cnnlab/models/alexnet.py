@@ -26,7 +26,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from cnnlab.models.base import ConvNet, check_probability, lookup
+from cnnlab.models.base import ConvNet, check_positive_int, check_probability, lookup
 from cnnlab.models.layers import LocalResponseNorm, init_weights, smallest_input
 from cnnlab.registry import Paper, register_model
 
@@ -130,8 +130,7 @@ class AlexNet(ConvNet):
         spec = VARIANTS[config]
         groups = spec.towers if groups is None else groups
         split = [row for row in spec.features if isinstance(row, Conv) and row.per_tower]
-        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-            raise ValueError(f"groups must be a positive integer, got {groups!r}")
+        check_positive_int("groups", groups)
         if groups > 1 and not split:
             raise ValueError(f"groups={groups} needs tower-split layers; this variant has one tower")
         self.in_channels, self.num_classes = in_channels, num_classes

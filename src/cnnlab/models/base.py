@@ -15,7 +15,7 @@ from torch import nn
 
 T = TypeVar("T")
 
-__all__ = ["ConvNet", "check_positive", "check_probability", "lookup"]
+__all__ = ["ConvNet", "check_positive", "check_positive_int", "check_probability", "lookup"]
 
 
 def check_probability(name: str, value: float) -> None:
@@ -28,6 +28,12 @@ def check_positive(name: str, value: float) -> None:
     """A multiplier such as ``width_mult``: a number > 0."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ValueError(f"{name} must be positive, got {value!r}")
+
+
+def check_positive_int(name: str, value: int) -> None:
+    """A count such as ``groups`` or ``num_classes``: an int >= 1 (a bool is not a count)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def lookup(kind: str, key: str, table: Mapping[str, T]) -> T:
@@ -106,8 +112,7 @@ class ConvNet(nn.Module):
         Handles a final ``nn.Linear`` or a 1x1 ``nn.Conv2d`` classifier (NiN, SqueezeNet);
         models with another kind of head override this.
         """
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        check_positive_int("num_classes", num_classes)
         old = self.get_classifier()
         factory = {"device": old.weight.device, "dtype": old.weight.dtype}
         if isinstance(old, nn.Linear):

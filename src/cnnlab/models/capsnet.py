@@ -36,7 +36,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cnnlab.models.base import ConvNet
+from cnnlab.models.base import ConvNet, check_positive_int
 from cnnlab.models.layers import ConvBNAct
 from cnnlab.registry import Paper, register_model
 
@@ -196,8 +196,7 @@ class CapsNet(ConvNet):
         in_channels: int = 1,
     ) -> None:
         super().__init__()
-        if isinstance(routing_iterations, bool) or not isinstance(routing_iterations, int) or routing_iterations < 1:
-            raise ValueError(f"routing_iterations must be a positive integer, got {routing_iterations!r}")
+        check_positive_int("routing_iterations", routing_iterations)
         self.in_channels, self.num_classes = in_channels, num_classes
         # Conv1: 256 9x9 filters, stride 1, ReLU, no padding (§4). No BN anywhere in the paper.
         self.conv1 = ConvBNAct(in_channels, 256, 9, 1, 0, norm_layer=None)
@@ -262,8 +261,7 @@ class CapsNet(ConvNet):
     def reset_classifier(self, num_classes: int) -> None:
         """A fresh DigitCaps layer for ``num_classes`` parents and, with the decoder, a fresh first
         decoder layer for its 16 x ``num_classes`` inputs."""
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        check_positive_int("num_classes", num_classes)
         old = self.digit_caps
         factory = {"device": old.weight.device, "dtype": old.weight.dtype}
         with torch.device(factory["device"]):

@@ -31,7 +31,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from cnnlab.models.base import ConvNet
+from cnnlab.models.base import ConvNet, check_positive_int
 from cnnlab.models.layers import ChannelShuffle, init_weights, smallest_input
 from cnnlab.registry import Paper, register_model
 
@@ -155,8 +155,7 @@ class CondenseNet(ConvNet):
     ) -> None:
         super().__init__()
         for name, value in (("groups", groups), ("condense_factor", condense_factor)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_positive_int(name, value)
         self.in_channels, self.num_classes = in_channels, num_classes
         channels = STEM_CHANNELS
         # No BN/ReLU after the stem: every layer begins with its own BN-ReLU (pre-activation).

@@ -29,7 +29,7 @@ import torch
 import torch.utils.checkpoint
 from torch import nn
 
-from cnnlab.models.base import ConvNet, check_probability
+from cnnlab.models.base import ConvNet, check_positive_int, check_probability
 from cnnlab.models.layers import init_weights, smallest_input
 from cnnlab.registry import Paper, register_model, register_pattern
 
@@ -216,8 +216,7 @@ class DenseNet(ConvNet):
             raise ValueError(f"layers_per_block must be positive layer counts, got {tuple(layers_per_block)}")
         sizes = {"growth_rate": growth_rate, "initial_features": initial_features, "bn_size": bn_size}
         for key, value in sizes.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{key} must be a positive integer, got {value!r}")
+            check_positive_int(key, value)
         if not 0.0 < compression <= 1.0:
             raise ValueError(f"compression (theta) must be in (0, 1], got {compression}")
         check_probability("dropout", dropout)
@@ -309,8 +308,7 @@ def densenet_imagenet(
         raise ValueError(f"ImageNet DenseNet depth must be one of {sorted(IMAGENET_CONFIGS)}, got {depth!r}")
     config = IMAGENET_CONFIGS[depth]
     k = config.growth_rate if growth_rate is None else growth_rate
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"growth_rate must be a positive integer, got {k!r}")
+    check_positive_int("growth_rate", k)
     return DenseNet(
         layers_per_block=config.layers_per_block, growth_rate=k, initial_features=2 * k,
         stem="imagenet", bottleneck=True, compression=compression, dropout=dropout,
@@ -353,8 +351,7 @@ def densenet_cifar(
     1,019,722 parameters.)
     """
     n = cifar_layers_per_block(depth, bottleneck)
-    if isinstance(growth_rate, bool) or not isinstance(growth_rate, int) or growth_rate < 1:
-        raise ValueError(f"growth_rate must be a positive integer, got {growth_rate!r}")
+    check_positive_int("growth_rate", growth_rate)
     if initial_features is None:
         initial_features = 2 * growth_rate if bottleneck and compression < 1.0 else 16
     return DenseNet(

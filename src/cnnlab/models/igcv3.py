@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cnnlab.models.base import ConvNet, check_positive
+from cnnlab.models.base import ConvNet, check_positive, check_positive_int
 from cnnlab.models.layers import ConvBNAct, InvertedResidual, init_weights
 from cnnlab.models.mobilenet_v2 import Bottleneck  # the same t, c, n, s rows as Table 2
 from cnnlab.registry import Paper, register_model
@@ -80,8 +80,7 @@ class IGCV3(ConvNet):
     ) -> None:
         super().__init__()
         check_positive("width_mult", width_mult)
-        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-            raise ValueError(f"groups must be a positive integer, got {groups!r}")
+        check_positive_int("groups", groups)
         self.in_channels, self.num_classes = in_channels, num_classes
         channels = _even(STEM_CHANNELS * width_mult)
         layers: list[nn.Module] = [ConvBNAct(in_channels, channels, 3, 2, activation=nn.ReLU6)]

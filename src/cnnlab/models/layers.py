@@ -10,6 +10,8 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
+from cnnlab.models.base import check_positive_int
+
 __all__ = [
     "ChannelShuffle", "ConvBNAct", "DropPath", "InvertedResidual", "LocalResponseNorm", "SeparableConv2d",
     "SqueezeExcitation", "channel_shuffle", "init_weights", "make_divisible", "output_size",
@@ -303,8 +305,7 @@ class InvertedResidual(nn.Module):
             raise ValueError(f"inverted residual: stride must be 1 or 2, got {stride}")
         if kernel < 1 or kernel % 2 == 0:
             raise ValueError(f"inverted residual: kernel must be odd and positive, got {kernel}")
-        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-            raise ValueError(f"inverted residual: groups must be a positive integer, got {groups!r}")
+        check_positive_int("inverted residual: groups", groups)
         if expand is None:
             expand = expanded_channels != in_channels
         if not expand and expanded_channels != in_channels:

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.models.base import ConvNet, lookup
+from cnnlab.models.base import ConvNet, check_positive_int, lookup
 from cnnlab.registry import Paper, register_model
 
 PAPER = Paper(
@@ -80,8 +80,7 @@ def rbf_prototypes(num_classes: int) -> list[list[float]]:
     bitmaps of the other printable ASCII characters; we use a deterministic pseudo-random +-1
     code (seeded ``random.Random``), the same for a class whatever ``num_classes`` is.
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+    check_positive_int("num_classes", num_classes)
     rows = [line.split() for line in DIGIT_BITMAPS.strip().splitlines()]
     glyphs = [glyph for row in rows for glyph in row]
     if (
@@ -256,8 +255,7 @@ class LeNet5(ConvNet):
         if not self.spec.rbf_output:
             super().reset_classifier(num_classes)
             return
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        check_positive_int("num_classes", num_classes)
         device = self.output.prototypes.device
         self.output = EuclideanRBF(84, num_classes).to(device)
         self.num_classes = num_classes

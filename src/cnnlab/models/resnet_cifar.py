@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.models.base import ConvNet, check_probability
+from cnnlab.models.base import ConvNet, check_positive_int, check_probability
 from cnnlab.models.layers import init_weights
 from cnnlab.models.resnet import (
     PAPER,
@@ -215,8 +215,7 @@ def wide_resnet_cifar(
     blocks B(3,3) with projection shortcuts where the width changes, ``dropout`` between the two
     convs of each block (§2.4; 0.3 in the paper's CIFAR dropout experiments, §3)."""
     n = _blocks_per_stage(depth, 2, 4, "6n + 4")
-    if isinstance(width_mult, bool) or not isinstance(width_mult, int) or width_mult < 1:
-        raise ValueError(f"width_mult (the widening factor k) must be a positive integer, got {width_mult!r}")
+    check_positive_int("width_mult (the widening factor k)", width_mult)
     check_probability("dropout", dropout)
     k = width_mult
     return CifarResNet(
