@@ -384,6 +384,75 @@ def test_each_modules_training_flag_is_restored() -> None:
     assert [m.training for m in model] == [True, False, True] and model.training
 
 
+def test_index_reads_its_index_tensor() -> None:
+    class Pick(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("idx", torch.tensor([0, 2, 2, 1]))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x[:, self.idx]  # aten.index with indices [None, idx]
+
+    a = analyze(Pick(), (2, 3, 5))
+    assert a.mem_access == 2 * 3 * 5 + 4 + 2 * 4 * 5  # x, the 4 indices, the result
+    assert a.activations == 2 * 4 * 5 and a.complete
+
+
+def test_hooks_are_removed_even_when_forward_fails() -> None:
+    from torch.nn.modules import module as module_mod
+
+    class Fails(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("boom")
+
+    before = (len(module_mod._global_forward_pre_hooks), len(module_mod._global_forward_hooks))
+    analyze(nn.Sequential(nn.Conv2d(3, 4, 3)), (1, 3, 8, 8))
+    with pytest.raises(RuntimeError, match="boom"):
+        analyze(nn.Sequential(nn.Conv2d(3, 4, 3), Fails()), (1, 3, 8, 8))
+    assert (len(module_mod._global_forward_pre_hooks), len(module_mod._global_forward_hooks)) == before
+
+
+def test_module_made_during_forward_is_charged_to_its_caller() -> None:
+    class MakesOne(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return nn.ReLU()(x)  # not a submodule: no name of its own
+
+    a = analyze(nn.Sequential(MakesOne()), (1, 3, 4, 4))
+    assert [(row["name"], row["flops"]) for row in a.layers] == [("0", 48)]
+
+
+def test_concurrent_analyses_of_one_model_do_not_mix() -> None:
+    """Analyses in several threads, and a plain forward pass of the same model in another
+    thread (which the module hooks also see), give what one analysis alone gives."""
+    import threading
+
+    with torch.device("meta"):
+        model = cnnlab.create_model("resnet18").eval()
+    expected = {side: analyze(model, (1, 3, side, side)).to_dict() for side in (64, 96, 128, 160)}
+    got: dict[int, list[dict]] = {side: [] for side in expected}
+    stop = threading.Event()
+
+    def work(side: int) -> None:
+        for _ in range(3):
+            got[side].append(analyze(model, (1, 3, side, side)).to_dict())
+
+    def plain_forwards() -> None:
+        x = torch.empty(1, 3, 64, 64, device="meta")
+        while not stop.is_set():
+            model(x)
+
+    other = threading.Thread(target=plain_forwards)
+    other.start()
+    threads = [threading.Thread(target=work, args=(side,)) for side in expected]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    other.join()
+    assert got == {side: [d] * 3 for side, d in expected.items()}
+
+
 def test_meta_analysis_allocates_no_weights() -> None:
     with torch.device("meta"):
         model = cnnlab.create_model("vgg19")

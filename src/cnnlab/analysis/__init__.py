@@ -12,6 +12,7 @@ Counting conventions are in ``cnnlab.analysis.rules`` and ``docs/counting_rules.
 from __future__ import annotations
 
 import copy
+import threading
 from typing import Sequence
 
 import torch
@@ -53,6 +54,46 @@ def _validate_input_size(input_size: Sequence[int]) -> tuple[int, ...]:
             f"input_size must be the full input shape with the batch dimension, e.g. (1, 3, 224, 224); got {input_size!r}"
         )
     return shape
+
+
+# Analyses switch every module to eval mode for their forward pass; two threads analysing one
+# model at once would otherwise restore each other's flags mid-pass.
+_FORWARD_LOCK = threading.RLock()
+
+
+class _Walk:
+    """One walk over a model's module tree: its modules (each once, and under every name), its
+    parameters and buffers (each tensor once, tied weights included) and each module's own
+    parameters not already owned by an earlier module. Reads ``_parameters``/``_buffers``
+    directly: ``parameters()`` re-walks the tree on every call."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.all_modules = list(model.named_modules(remove_duplicate=False))
+        seen_modules: set[int] = set()
+        self.modules: list[tuple[str, nn.Module]] = []
+        for name, m in self.all_modules:
+            if id(m) not in seen_modules:  # the order of named_modules(), which keeps the first
+                seen_modules.add(id(m))
+                self.modules.append((name, m))
+        seen: set[int] = set()
+        self.params: list[torch.Tensor] = []
+        self.buffers: list[torch.Tensor] = []
+        self.direct_params: list[tuple[str, nn.Module, int]] = []
+        for name, m in self.modules:
+            count = 0
+            for p in m._parameters.values():
+                if p is not None and id(p) not in seen:
+                    seen.add(id(p))
+                    self.params.append(p)
+                    count += p.numel()
+            if count:
+                self.direct_params.append((name, m, count))
+        for _, m in self.modules:
+            for b in m._buffers.values():
+                if b is not None and id(b) not in seen:
+                    seen.add(id(b))
+                    self.buffers.append(b)
+        self.tensors = self.params + self.buffers
 
 
 def _param_totals(params: list[torch.Tensor], buffers: list[torch.Tensor]) -> dict[str, int]:
@@ -108,52 +149,47 @@ def analyze(
         raise TypeError(f"analyze expects an nn.Module, got {type(model).__name__}")
     shape = _validate_input_size(input_size)
     device = torch.device(device)
-    tensors = [*model.parameters(), *model.buffers()]  # each distinct tensor once
-    on_meta = all(t.is_meta and (t.dtype == dtype or not t.is_floating_point()) for t in tensors)
+    walk = _Walk(model)
+    on_meta = all(t.is_meta and (t.dtype == dtype or not t.is_floating_point()) for t in walk.tensors)
     if device.type == "meta" and on_meta:
         target = model  # nothing to protect: only the training flag changes, and it is restored
     elif device.type == "meta":
         target = _meta_copy(model, dtype)
     else:
-        first = next(iter(model.parameters()), None)
+        first = walk.params[0] if walk.params else None
         same = first is None or (first.device == device and first.dtype == dtype)
         target = model if same else copy.deepcopy(model).to(device=device, dtype=dtype)
-    named_modules = list(target.named_modules())
-    training = [m.training for _, m in named_modules]
-    for _, m in named_modules:  # eval mode, each module's own flag restored afterwards
-        m.training = False
-    spatial = max(len(shape) - 2, 0)
-    capture = Capture(target, spatial_dims=spatial, fold_bn=fold_bn)
-    x = torch.zeros(shape, device=device, dtype=dtype) if device.type != "meta" else torch.empty(shape, device=device, dtype=dtype)
-    capture.track_input(x)
-    capture.attach()
-    try:
-        with torch.no_grad(), capture:
-            target(x)
-    finally:
-        capture.detach()
-        for (_, m), flag in zip(named_modules, training):
-            m.training = flag
-    del x
-
     if target is not model:
-        tensors = [*target.parameters(), *target.buffers()]
-    params = [t for t in tensors if isinstance(t, nn.Parameter)]
-    totals = _param_totals(params, [t for t in tensors if not isinstance(t, nn.Parameter)])
-    seen: set[int] = set()
+        walk = _Walk(target)
+    spatial = max(len(shape) - 2, 0)
+    capture = Capture(walk.all_modules, spatial_dims=spatial, fold_bn=fold_bn)
+    modules = [m for _, m in walk.modules]
+    with _FORWARD_LOCK:  # the training flags are shared: one analysis forward at a time
+        training = [m.training for m in modules]
+        for m in modules:  # eval mode, each module's own flag restored afterwards
+            object.__setattr__(m, "training", False)  # skips Module.__setattr__'s lookups
+        x = torch.zeros(shape, device=device, dtype=dtype) if device.type != "meta" else torch.empty(shape, device=device, dtype=dtype)
+        capture.track_input(x)
+        capture.attach()
+        try:
+            with torch.no_grad(), capture:
+                target(x)
+        finally:
+            capture.detach()
+            for m, flag in zip(modules, training):
+                object.__setattr__(m, "training", flag)
+        del x
+
+    totals = _param_totals(walk.params, walk.buffers)
     by_type: dict[str, dict[str, int]] = {
         kind: {"macs": s.macs, "flops": s.flops, "params": 0, "mem_access": s.mem_access}
         for kind, s in capture.by_type.items()
     }
-    for name, module in named_modules:
-        direct = [p for p in module.parameters(recurse=False) if id(p) not in seen]
-        seen.update(id(p) for p in direct)
-        count = sum(p.numel() for p in direct)
-        if count:
-            stats = capture._layer(name)
-            stats.params = count
-            kind = _module_kind(module)
-            by_type.setdefault(kind, {"macs": 0, "flops": 0, "params": 0, "mem_access": 0})["params"] += count
+    for name, module, count in walk.direct_params:
+        stats = capture._layer(name)
+        stats.params = count
+        kind = _module_kind(module)
+        by_type.setdefault(kind, {"macs": 0, "flops": 0, "params": 0, "mem_access": 0})["params"] += count
 
     layers = []
     for stats in sorted(capture.layers.values(), key=lambda s: s.order):
@@ -184,5 +220,5 @@ def analyze(
     return Analysis(
         model=type(model).__name__, input_shape=list(shape), complete=not uncounted,
         total=totals, layers=layers, by_type=by_type, uncounted_ops=uncounted,
-        module_types={name: type(m).__name__ for name, m in named_modules},
+        module_types={name: type(m).__name__ for name, m in walk.modules},
     )

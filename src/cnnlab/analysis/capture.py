@@ -9,18 +9,19 @@ charged to the innermost module running when it executes. Per tensor we keep the
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
+import threading
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from cnnlab.analysis.fastmeta import fast_meta
+from cnnlab.analysis.fastmeta import fast_handler
 from cnnlab.analysis.rules import BATCH_NORMS, Cost, adaptive_windows, conv_kind, rule_for
 
 __all__ = ["RF", "LayerStats", "Capture"]
@@ -119,9 +120,13 @@ def _first_tensor(value: Any) -> torch.Tensor | None:
 
 @dataclass
 class Capture(TorchDispatchMode):
-    """Runs inside ``analyze``: collects per-module costs while the model's forward runs."""
+    """Runs inside ``analyze``: collects per-module costs while the model's forward runs.
 
-    model: nn.Module
+    ``named_modules`` is the model's ``named_modules(remove_duplicate=False)``: a module reached
+    under several names is charged to the last of them.
+    """
+
+    named_modules: list[tuple[str, nn.Module]]
     spatial_dims: int
     fold_bn: bool = False
     layers: dict[str, LayerStats] = field(default_factory=dict)
@@ -130,10 +135,8 @@ class Capture(TorchDispatchMode):
 
     def __post_init__(self) -> None:
         super().__init__()
-        self._stack: list[str] = [""]
-        named = list(self.model.named_modules(remove_duplicate=False))
-        self._names = {id(m): n for n, m in named}
-        self._modules = dict(named)
+        self._names = {id(m): n for n, m in self.named_modules}
+        self._modules = dict(self.named_modules)
         self._rf = _TensorNotes("rf")
         self._storage = _TensorNotes("storage")
         self._biased_conv_outputs = _TensorNotes("biased")  # for fold_bn
@@ -141,8 +144,9 @@ class Capture(TorchDispatchMode):
         self.live_bytes = 0
         self.peak_bytes = 0
         self._handles: list[Any] = []
+        self._thread = threading.get_ident()
         self._order = 0
-        self._layer("")
+        self._stack: list[LayerStats] = [self._layer("")]
 
     # -- modules ---------------------------------------------------------------------------
     def _layer(self, name: str) -> LayerStats:
@@ -154,9 +158,10 @@ class Capture(TorchDispatchMode):
         return stats
 
     def attach(self) -> None:
-        for module in {id(m): m for m in self._modules.values()}.values():
-            self._handles.append(module.register_forward_pre_hook(self._pre_hook))
-            self._handles.append(module.register_forward_hook(self._post_hook))
+        """Global module hooks: two registrations instead of two per module. They fire for
+        this thread and this model's modules only."""
+        self._handles.append(register_module_forward_pre_hook(self._pre_hook))
+        self._handles.append(register_module_forward_hook(self._post_hook))
 
     def detach(self) -> None:
         for handle in self._handles:
@@ -164,16 +169,20 @@ class Capture(TorchDispatchMode):
         self._handles.clear()
 
     def _pre_hook(self, module: nn.Module, args: tuple) -> None:
-        name = self._names.get(id(module), type(module).__name__)
-        stats = self._layer(name)
+        name = self._names.get(id(module))
+        if name is None or threading.get_ident() != self._thread:
+            return
+        stats = self.layers.get(name) or self._layer(name)
         stats.calls += 1
         if stats.input_shape is None:
             x = _first_tensor(args)
             stats.input_shape = list(x.shape) if x is not None else None
-        self._stack.append(name)
+        self._stack.append(stats)
 
     def _post_hook(self, module: nn.Module, args: tuple, output: Any) -> None:
-        stats = self.layers[self._stack.pop()]
+        if id(module) not in self._names or threading.get_ident() != self._thread:
+            return
+        stats = self._stack.pop()
         if stats.output_shape is None:  # the first call's output describes the layer
             y = _first_tensor(output)
             if y is not None:
@@ -190,51 +199,61 @@ class Capture(TorchDispatchMode):
         record = _Storage(t.numel() * t.element_size())
         self._add_ref(t, record)
         self.live_bytes += record.nbytes
-        self.peak_bytes = max(self.peak_bytes, self.live_bytes)
+        if self.live_bytes > self.peak_bytes:
+            self.peak_bytes = self.live_bytes
 
     def _add_ref(self, t: torch.Tensor, record: _Storage) -> None:
         record.refs += 1
-        self._storage[t] = record
+        setattr(t, self._storage.attr, record)
+        refs = self._refs
 
         def release(ref: weakref.ref) -> None:  # runs when the tensor object is freed
-            self._refs.discard(ref)
+            refs.discard(ref)
             record.refs -= 1
             if record.refs == 0:
                 self.live_bytes -= record.nbytes
 
-        self._refs.add(weakref.ref(t, release))
+        refs.add(weakref.ref(t, release))
 
     # -- operators -------------------------------------------------------------------------
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        info = _INFO.get(func) or _op_info(func)
         kwargs = kwargs or {}
-        if func in _META_BATCH_NORMS and args[0].is_meta and not _bn_training(func, args):
-            # Fast path: the meta kernel of eval-mode BN is a slow Python decomposition, and
-            # its result is fully determined by the input's shape and layout.
-            x = args[0]
-            out = (torch.empty_like(x), x.new_empty((x.shape[1],)), x.new_empty((x.shape[1],)))
-        else:
-            out = fast_meta(func, args, kwargs)
-            if out is None:
-                out = func(*args, **kwargs)
+        out = info.fast(args, kwargs) if info.fast is not None else None
+        if out is None:
+            out = func(*args, **kwargs)
         if func is _EMPTY and out.numel() == 0:
             return out  # a placeholder (BN's reserve space): nothing to count or keep alive
-        self._record(func, args, kwargs, out)
+        self._record(info, args, kwargs, out)
         return out
 
-    def _record(self, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
-        info = _op_info(func)
-        op = info.name
-        inputs = _tensors(args) + _tensors(kwargs) if kwargs else _tensors(args)
-        outputs = _tensors(out)
-        module = self._stack[-1]
-        stats = self._layer(module)
+    def _record(self, info: "_OpInfo", args: tuple, kwargs: dict, out: Any) -> None:
+        # The tensors among the arguments, from the schema's positions (cheaper than a walk).
+        inputs = []
+        n_args = len(args)
+        for position, is_list in info.tensor_args:
+            if position < n_args:
+                value = args[position]
+                if is_list:
+                    inputs.extend(t for t in value if isinstance(t, torch.Tensor))
+                elif isinstance(value, torch.Tensor):  # a Python scalar may stand for a Tensor
+                    inputs.append(value)
+        if kwargs:
+            inputs += _tensors(kwargs)
+        outputs = [out] if isinstance(out, torch.Tensor) else _tensors(out)
+        stats = self._stack[-1]
 
-        rf = self._propagate_rf(op, args, inputs, outputs)
-        if rf is not None:
+        rf_attr = self._rf.attr
+        known = [f for f in (getattr(t, rf_attr, None) for t in inputs) if f is not None]
+        if known:
+            rf = known[0] if len(known) == 1 else RF.merge(known)
+            if info.rf_kind is not None and not rf.whole:
+                rf = self._propagate_rf(info.name, args, rf, outputs)
             for t in outputs:
-                self._rf[t] = rf
+                setattr(t, rf_attr, rf)
+        storage_attr = self._storage.attr
         if info.is_view:
-            base = next((self._storage[i] for i in inputs if i in self._storage), None)
+            base = next((b for b in (getattr(i, storage_attr, None) for i in inputs) if b is not None), None)
             if base is not None:
                 for t in outputs:
                     self._add_ref(t, base)
@@ -244,65 +263,61 @@ class Capture(TorchDispatchMode):
         if info.first_output_only:
             outputs = outputs[:1]
         if info.rule is None:
-            entry = self.uncounted.setdefault(op, [0, module])
+            entry = self.uncounted.setdefault(info.name, [0, stats.name])
             entry[0] += 1
-            cost = Cost()
+            macs = flops = 0
         else:
             cost = info.rule(args, kwargs, out)
+            macs, flops = cost.macs, cost.flops
         reads = read_bytes = 0
-        for t in {id(t): t for t in inputs}.values():
-            elements = _unique_elements(t)
+        if len(inputs) > 1:
+            inputs = list({id(t): t for t in inputs}.values())
+        for t in inputs:
+            elements = t.numel() if t.is_contiguous() else _unique_elements(t)
             reads += elements
             read_bytes += elements * t.element_size()
         written = [t for t, w in zip(outputs, info.writes) if w] if info.in_place else outputs
-        writes = sum(t.numel() for t in written)
-        write_bytes = sum(t.numel() * t.element_size() for t in written)
+        writes = write_bytes = 0
+        for t in written:
+            elements = t.numel()
+            writes += elements
+            write_bytes += elements * t.element_size()
 
         if info.batch_norm and self.fold_bn:
             x = args[0]
             # Folded into the conv before it: no BN op remains; a bias-less conv gains a bias.
             had_bias = self._biased_conv_outputs.get(x, True)
             extra = 0 if had_bias else outputs[0].numel()
-            cost = Cost(0, extra)
+            macs, flops = 0, extra
             reads = 0 if had_bias else outputs[0].shape[1]
             read_bytes = reads * outputs[0].element_size()
             writes = write_bytes = 0
-        if op == "convolution" and self.fold_bn:
-            self._biased_conv_outputs[outputs[0]] = args[2] is not None
+        if info.name == "convolution":
+            if self.fold_bn:
+                self._biased_conv_outputs[outputs[0]] = args[2] is not None
+            kind = conv_kind(args[1], int(args[8]), bool(args[6]))
+        else:
+            kind = info.kind or stats.type
 
-        stats.macs += cost.macs
-        stats.flops += cost.flops
+        stats.macs += macs
+        stats.flops += flops
         stats.mem_access += reads + writes
         stats.mem_access_bytes += read_bytes + write_bytes
-        kind = self._kind(op, args, module)
         bucket = self.by_type.get(kind)
         if bucket is None:
             bucket = self.by_type[kind] = KindStats()
-        bucket.macs += cost.macs
-        bucket.flops += cost.flops
+        bucket.macs += macs
+        bucket.flops += flops
         bucket.mem_access += reads + writes
         if not info.in_place:
-            stats.activations += sum(t.numel() for t in outputs)
             for t in outputs:
+                stats.activations += t.numel()
                 self._new_storage(t)
 
-    def _kind(self, op: str, args: tuple, module: str) -> str:
-        if op == "convolution":
-            return conv_kind(args[1], int(args[8]), bool(args[6]))
-        if op in ("mm", "addmm", "bmm", "baddbmm", "mv", "dot", "vdot"):
-            return "linear"
-        return self.layers[module].type
-
     # -- receptive field ---------------------------------------------------------------------
-    def _propagate_rf(
-        self, op: str, args: tuple, inputs: list[torch.Tensor], outputs: list[torch.Tensor]
-    ) -> RF | None:
-        # Parameters and buffers carry no field: only the input and what is computed from it do.
-        attr = self._rf.attr
-        known = [f for f in (getattr(t, attr, None) for t in inputs) if f is not None]
-        rf = RF.merge(known)
-        if rf is None or rf.whole:
-            return rf
+    def _propagate_rf(self, op: str, args: tuple, rf: RF, outputs: list[torch.Tensor]) -> RF:
+        """The field of an operator's result from the merged field ``rf`` of its inputs, for
+        the operators that change it (windows, reductions, matmuls, resampling)."""
         if op == "convolution":
             weight = args[1]
             kernel = list(weight.shape[2:])
@@ -400,9 +415,45 @@ class _OpInfo:
     first_output_only: bool
     batch_norm: bool
     rule: Any
+    tensor_args: tuple[tuple[int, bool], ...]  # positional tensor arguments: (index, is a list)
+    rf_kind: str | None  # None: the result's field is its inputs' merged field
+    kind: str | None  # by_type key when it does not depend on the module or arguments
+    fast: Any  # shape-only handler on meta, or None
 
 
-@functools.lru_cache(maxsize=None)
+_INFO: dict[Any, _OpInfo] = {}
+
+_MATMULS = ("mm", "addmm", "bmm", "baddbmm", "mv", "dot", "vdot")
+
+
+def _is_tensor_type(t: Any) -> bool:
+    if isinstance(t, torch.OptionalType):
+        t = t.getElementType()
+    return isinstance(t, torch.TensorType)
+
+
+def _tensor_positions(schema: Any) -> tuple[tuple[int, bool], ...]:
+    positions = []
+    for i, arg in enumerate(schema.arguments):
+        if arg.kwarg_only:
+            continue  # passed in kwargs, which are walked
+        if _is_tensor_type(arg.type):
+            positions.append((i, False))
+        elif isinstance(arg.type, torch.ListType) and _is_tensor_type(arg.type.getElementType()):
+            positions.append((i, True))
+    return tuple(positions)
+
+
+def _rf_kind(name: str) -> str | None:
+    if name == "convolution":
+        return "conv"
+    if name.startswith(("max_pool", "avg_pool", "mean", "sum", "amax", "amin", "max", "min", "upsample", "_upsample")):
+        return "window"
+    if "adaptive" in name or name in _MATMULS or name.startswith("_scaled_dot_product"):
+        return "window"
+    return None
+
+
 def _op_info(func: Any) -> _OpInfo:
     name = func.overloadpacket.__name__
     aliases = [r.alias_info for r in func._schema.returns]
@@ -413,19 +464,16 @@ def _op_info(func: Any) -> _OpInfo:
     # Only the first output is the activation: inference needs no pooling indices and no saved
     # BN statistics (kernels may still produce them).
     first_only = name.endswith("_with_indices") or name.startswith("adaptive_max_pool") or name in BATCH_NORMS
-    return _OpInfo(name, is_view, any(writes), writes, first_only, name in BATCH_NORMS, rule_for(name))
+    info = _OpInfo(
+        name, is_view, any(writes), writes, first_only, name in BATCH_NORMS, rule_for(name),
+        _tensor_positions(func._schema), _rf_kind(name), "linear" if name in _MATMULS else None,
+        fast_handler(func),
+    )
+    _INFO[func] = info
+    return info
 
 
 _EMPTY = torch.ops.aten.empty.memory_format
-
-_META_BATCH_NORMS = (
-    torch.ops.aten.native_batch_norm.default,
-    torch.ops.aten._native_batch_norm_legit_no_training.default,
-)
-
-
-def _bn_training(func: Any, args: tuple) -> bool:
-    return func is torch.ops.aten.native_batch_norm.default and bool(args[5])
 
 
 def _expand(value: Any, n: int) -> list[int]:

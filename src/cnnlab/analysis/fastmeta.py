@@ -124,13 +124,100 @@ def _mm(args: tuple, kwargs: dict) -> torch.Tensor | None:
     return torch.empty((a.shape[0], b.shape[1]), dtype=a.dtype, device="meta")
 
 
-_FAST: dict[Any, Callable[[tuple, dict], torch.Tensor | None]] = {
+def _pooled_size(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
+    """PyTorch's pooling output length along one dimension (``pooling_output_shape``)."""
+    span = size + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)
+    out = span // s + 1
+    if ceil_mode and (out - 1) * s >= size + p:  # the last window must start inside the input
+        out -= 1
+    return out
+
+
+def _pool_shape(x: Any, kernel: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool) -> list[int] | None:
+    if not _plain(x) or x.dim() not in (3, 4) or not x.is_floating_point():
+        return None
+    k = list(kernel) * 2 if len(kernel) == 1 else list(kernel)
+    s = k if not stride else (list(stride) * 2 if len(stride) == 1 else list(stride))
+    p = list(padding) * 2 if len(padding) == 1 else list(padding)
+    d = list(dilation) * 2 if len(dilation) == 1 else list(dilation)
+    if not all(len(v) == 2 for v in (k, s, p, d)) or any(pad * 2 > kk for pad, kk in zip(p, k)):
+        return None
+    sizes = [_pooled_size(i, *v, ceil_mode) for i, *v in zip(x.shape[-2:], k, s, p, d)]
+    if any(size < 1 for size in sizes):
+        return None
+    return [*x.shape[:-2], *sizes]
+
+
+def _max_pool2d_with_indices(args: tuple, kwargs: dict) -> tuple[torch.Tensor, torch.Tensor] | None:
+    if kwargs:
+        return None
+    x, kernel, stride, padding, dilation, ceil_mode = (list(args) + [[], [0], [1], False][len(args) - 2:])[:6]
+    shape = _pool_shape(x, kernel, stride, padding, dilation, bool(ceil_mode))
+    if shape is None:
+        return None
+    return torch.empty(shape, dtype=x.dtype, device="meta"), torch.empty(shape, dtype=torch.int64, device="meta")
+
+
+def _avg_pool2d(args: tuple, kwargs: dict) -> torch.Tensor | None:
+    if kwargs or len(args) > 6:  # a divisor_override changes no shape, but keep the plain case
+        return None
+    x, kernel, stride, padding, ceil_mode = (list(args) + [[], [0], False][len(args) - 2:])[:5]
+    shape = _pool_shape(x, kernel, stride, padding, [1], bool(ceil_mode))
+    return None if shape is None else torch.empty(shape, dtype=x.dtype, device="meta")
+
+
+def _mean_dim(args: tuple, kwargs: dict) -> torch.Tensor | None:
+    x = args[0]
+    if set(kwargs) - {"keepdim"} or len(args) > 3 or not _plain(x) or not x.is_floating_point():
+        return None
+    if len(args) < 2 or args[1] is None or x.dim() == 0:
+        return None
+    keepdim = bool(args[2]) if len(args) > 2 else bool(kwargs.get("keepdim", False))
+    if any(not -x.dim() <= d < x.dim() for d in args[1]) or len({d % x.dim() for d in args[1]}) != len(args[1]):
+        return None  # torch's own error
+    dims = {d % x.dim() for d in args[1]} if args[1] else set(range(x.dim()))
+    shape = [1 if i in dims else s for i, s in enumerate(x.shape) if keepdim or i not in dims]
+    return torch.empty(shape, dtype=x.dtype, device="meta")
+
+
+def _batch_norm(args: tuple, kwargs: dict) -> tuple[torch.Tensor, ...] | None:
+    """``native_batch_norm(x, w, b, mean, var, training, ...)`` in eval mode. Training mode (batch
+    statistics) takes the real kernel."""
+    if len(args) > 5 and bool(args[5]):
+        return None
+    return _batch_norm_eval(args, kwargs)
+
+
+def _batch_norm_eval(args: tuple, kwargs: dict) -> tuple[torch.Tensor, ...] | None:
+    """Eval-mode BN: its meta kernel is a slow Python decomposition, and the result follows from
+    the input's shape and layout."""
+    x = args[0]
+    if kwargs or not (isinstance(x, torch.Tensor) and x.is_meta) or x.dim() < 2:
+        return None
+    out = torch.empty(x.shape, dtype=x.dtype, device="meta") if x.is_contiguous() else torch.empty_like(x)
+    channels = (x.shape[1],)
+    return out, torch.empty(channels, dtype=x.dtype, device="meta"), torch.empty(channels, dtype=x.dtype, device="meta")
+
+
+_FAST: dict[Any, Callable[[tuple, dict], Any]] = {
     aten.convolution.default: _conv, aten.cat.default: _cat,
 }
 _FAST.update({op: _binary for op in _BINARY})
 _FAST.update({op: _unary for op in _UNARY})
 _FAST.update({op: _inplace for op in _INPLACE})
 _FAST.update({aten.mm.default: _mm, aten.addmm.default: _mm})
+_FAST.update({
+    aten.max_pool2d_with_indices.default: _max_pool2d_with_indices,
+    aten.avg_pool2d.default: _avg_pool2d,
+    aten.mean.dim: _mean_dim,
+    aten.native_batch_norm.default: _batch_norm,
+    aten._native_batch_norm_legit_no_training.default: _batch_norm_eval,
+})
+
+
+def fast_handler(func: Any) -> Callable[[tuple, dict], Any] | None:
+    """The shape-only handler of ``func``, or ``None`` when it has none."""
+    return _FAST.get(func)
 
 
 def fast_meta(func: Any, args: tuple, kwargs: dict) -> torch.Tensor | None:
