@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from cnnlab.analysis.fastmeta import fast_handler
+from cnnlab.analysis.fastmeta import expand_arg, fast_handler
 from cnnlab.analysis.rules import BATCH_NORMS, Cost, adaptive_windows, conv_kind, rule_for
 
 __all__ = ["RF", "LayerStats", "Capture"]
@@ -172,7 +172,7 @@ class Capture(TorchDispatchMode):
         name = self._names.get(id(module))
         if name is None or threading.get_ident() != self._thread:
             return
-        stats = self.layers.get(name) or self._layer(name)
+        stats = self._layer(name)
         stats.calls += 1
         if stats.input_shape is None:
             x = _first_tensor(args)
@@ -247,7 +247,7 @@ class Capture(TorchDispatchMode):
         known = [f for f in (getattr(t, rf_attr, None) for t in inputs) if f is not None]
         if known:
             rf = known[0] if len(known) == 1 else RF.merge(known)
-            if info.rf_kind is not None and not rf.whole:
+            if info.changes_rf and not rf.whole:
                 rf = self._propagate_rf(info.name, args, rf, outputs)
             for t in outputs:
                 setattr(t, rf_attr, rf)
@@ -325,9 +325,9 @@ class Capture(TorchDispatchMode):
             return self._window(rf, kernel, stride, dilation, transposed=bool(args[6]))
         if op.startswith(("max_pool", "avg_pool")):
             nd = int(op.split("pool")[1][0])
-            kernel = _expand(args[1], nd)
-            stride = _expand(args[2], nd) if len(args) > 2 and args[2] else kernel
-            dilation = _expand(args[4], nd) if op.startswith("max_pool") and len(args) > 4 else [1] * nd
+            kernel = expand_arg(args[1], nd)
+            stride = expand_arg(args[2], nd) if len(args) > 2 and args[2] else kernel
+            dilation = expand_arg(args[4], nd) if op.startswith("max_pool") and len(args) > 4 else [1] * nd
             return self._window(rf, kernel, stride, dilation)
         if "adaptive" in op:
             x = args[0]
@@ -416,7 +416,7 @@ class _OpInfo:
     batch_norm: bool
     rule: Any
     tensor_args: tuple[tuple[int, bool], ...]  # positional tensor arguments: (index, is a list)
-    rf_kind: str | None  # None: the result's field is its inputs' merged field
+    changes_rf: bool  # False: the result's field is its inputs' merged field
     kind: str | None  # by_type key when it does not depend on the module or arguments
     fast: Any  # shape-only handler on meta, or None
 
@@ -444,14 +444,16 @@ def _tensor_positions(schema: Any) -> tuple[tuple[int, bool], ...]:
     return tuple(positions)
 
 
-def _rf_kind(name: str) -> str | None:
-    if name == "convolution":
-        return "conv"
-    if name.startswith(("max_pool", "avg_pool", "mean", "sum", "amax", "amin", "max", "min", "upsample", "_upsample")):
-        return "window"
-    if "adaptive" in name or name in _MATMULS or name.startswith("_scaled_dot_product"):
-        return "window"
-    return None
+# The operators ``Capture._propagate_rf`` has a case for; every other one passes its inputs'
+# merged field on unchanged, so the per-op step skips the call.
+_RF_PREFIXES = (
+    "convolution", "max", "min", "amax", "amin", "avg_pool", "mean", "sum", "upsample", "_upsample",
+    "_scaled_dot_product",
+)
+
+
+def _changes_rf(name: str) -> bool:
+    return name.startswith(_RF_PREFIXES) or "adaptive" in name or name in _MATMULS
 
 
 def _op_info(func: Any) -> _OpInfo:
@@ -466,7 +468,7 @@ def _op_info(func: Any) -> _OpInfo:
     first_only = name.endswith("_with_indices") or name.startswith("adaptive_max_pool") or name in BATCH_NORMS
     info = _OpInfo(
         name, is_view, any(writes), writes, first_only, name in BATCH_NORMS, rule_for(name),
-        _tensor_positions(func._schema), _rf_kind(name), "linear" if name in _MATMULS else None,
+        _tensor_positions(func._schema), _changes_rf(name), "linear" if name in _MATMULS else None,
         fast_handler(func),
     )
     _INFO[func] = info
@@ -474,10 +476,5 @@ def _op_info(func: Any) -> _OpInfo:
 
 
 _EMPTY = torch.ops.aten.empty.memory_format
-
-
-def _expand(value: Any, n: int) -> list[int]:
-    values = list(value) if isinstance(value, (list, tuple)) else [value]
-    return values * n if len(values) == 1 else values
 
 

@@ -124,6 +124,13 @@ def _mm(args: tuple, kwargs: dict) -> torch.Tensor | None:
     return torch.empty((a.shape[0], b.shape[1]), dtype=a.dtype, device="meta")
 
 
+def expand_arg(value: Any, n: int) -> list[int]:
+    """A per-dimension argument (``kernel_size=3`` or ``[3]`` or ``[3, 3]``) as one value per
+    dimension; a list of another length is returned as it is, for the caller to reject."""
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    return values * n if len(values) == 1 else values
+
+
 def _pooled_size(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
     """PyTorch's pooling output length along one dimension (``pooling_output_shape``)."""
     span = size + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)
@@ -136,10 +143,9 @@ def _pooled_size(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> 
 def _pool_shape(x: Any, kernel: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool) -> list[int] | None:
     if not _plain(x) or x.dim() not in (3, 4) or not x.is_floating_point():
         return None
-    k = list(kernel) * 2 if len(kernel) == 1 else list(kernel)
-    s = k if not stride else (list(stride) * 2 if len(stride) == 1 else list(stride))
-    p = list(padding) * 2 if len(padding) == 1 else list(padding)
-    d = list(dilation) * 2 if len(dilation) == 1 else list(dilation)
+    k = expand_arg(kernel, 2)
+    s = expand_arg(stride, 2) if stride else k
+    p, d = expand_arg(padding, 2), expand_arg(dilation, 2)
     if not all(len(v) == 2 for v in (k, s, p, d)) or any(pad * 2 > kk for pad, kk in zip(p, k)):
         return None
     sizes = [_pooled_size(i, *v, ceil_mode) for i, *v in zip(x.shape[-2:], k, s, p, d)]
@@ -173,9 +179,11 @@ def _mean_dim(args: tuple, kwargs: dict) -> torch.Tensor | None:
     if len(args) < 2 or args[1] is None or x.dim() == 0:
         return None
     keepdim = bool(args[2]) if len(args) > 2 else bool(kwargs.get("keepdim", False))
-    if any(not -x.dim() <= d < x.dim() for d in args[1]) or len({d % x.dim() for d in args[1]}) != len(args[1]):
+    if any(not -x.dim() <= d < x.dim() for d in args[1]):
         return None  # torch's own error
     dims = {d % x.dim() for d in args[1]} if args[1] else set(range(x.dim()))
+    if args[1] and len(dims) != len(args[1]):
+        return None  # a repeated dimension: torch's own error
     shape = [1 if i in dims else s for i, s in enumerate(x.shape) if keepdim or i not in dims]
     return torch.empty(shape, dtype=x.dtype, device="meta")
 
@@ -223,5 +231,5 @@ def fast_handler(func: Any) -> Callable[[tuple, dict], Any] | None:
 def fast_meta(func: Any, args: tuple, kwargs: dict) -> torch.Tensor | None:
     """The result of ``func(*args, **kwargs)`` on meta tensors without running the meta
     kernel, or ``None`` when the operator or its arguments are not the plain case."""
-    handler = _FAST.get(func)
+    handler = fast_handler(func)
     return handler(args, kwargs) if handler is not None else None
