@@ -515,7 +515,7 @@ def test_schema_and_renderings() -> None:
         model = cnnlab.create_model("vgg11_bn")
     a = analyze(model, (1, 3, 64, 64))
     d = a.to_dict()
-    assert list(d) == ["model", "input_shape", "complete", "total", "layers", "by_type", "uncounted_ops"]
+    assert list(d) == ["model", "input_shape", "input_shapes", "complete", "total", "layers", "by_type", "uncounted_ops"]
     assert list(d["total"]) == list(TOTAL_FIELDS)
     assert all(list(row) == list(LAYER_FIELDS) for row in d["layers"])
     assert all(set(v) == {"macs", "flops", "params", "mem_access"} for v in d["by_type"].values())
@@ -526,7 +526,8 @@ def test_schema_and_renderings() -> None:
 
     assert json.loads(a.to_json()) == d
     csv_lines = a.to_csv().splitlines()
-    assert csv_lines[0].split(",") == list(LAYER_FIELDS) and len(csv_lines) == len(d["layers"]) + 1
+    # issue 9 §5: a complete column and a final total row
+    assert csv_lines[0].split(",") == [*LAYER_FIELDS, "complete"] and len(csv_lines) == len(d["layers"]) + 2
     assert "| layer |" in a.to_markdown() and "total" in a.to_table()
     from rich.console import Console
 
@@ -541,10 +542,11 @@ def test_depth_aggregation() -> None:
         model = cnnlab.create_model("vgg11")
     a = analyze(model, (1, 3, 64, 64))
     top = a.at_depth(1)
-    # The root runs only a view (flatten), which costs nothing, so it has no row of its own.
-    assert [r["name"] for r in top.layers] == ["features", "avgpool", "classifier"]
-    assert sum(r["macs"] for r in top.layers) == a.macs
-    assert sum(r["params"] for r in top.layers) == a.params
+    # issue 9 §8: the model's row carries the whole tree (the root itself runs only a view)
+    assert [r["name"] for r in top.layers] == ["", "features", "avgpool", "classifier"]
+    assert top.layers[0]["macs"] == a.macs and top.layers[0]["params"] == a.params
+    assert sum(r["macs"] for r in top.layers[1:]) == a.macs
+    assert sum(r["params"] for r in top.layers[1:]) == a.params
     assert a.at_depth(0).layers[0]["macs"] == a.macs
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
 
 import cnnlab
+from cnnlab.models.layers import initialize
 from zoo import NOT_IN_FORWARD_GRAPH, build_meta, count_params, runs_at
 
 ALL = cnnlab.list_models()
@@ -120,3 +124,29 @@ def test_model_info(name: str) -> None:
     assert info.family and info.paper.title and 1980 < info.year < 2030
     assert len(info.input_size) == 3 and info.num_classes > 0
     assert isinstance(build_meta(name), nn.Module)
+
+
+def test_meta_build_does_not_import_dynamo() -> None:
+    """Building every model on meta skips weight initialisation (``layers.initialize``), which on
+    meta would import torch._dynamo (about 1.5 s of start-up). A fresh process, so that no
+    earlier test has imported it."""
+    code = (
+        "import sys, torch, cnnlab\n"
+        "with torch.device('meta'):\n"
+        "    for name in cnnlab.list_models():\n"
+        "        cnnlab.create_model(name)\n"
+        "        assert 'torch._dynamo' not in sys.modules, name\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_initialize_skips_meta_and_matches_nn_init_elsewhere() -> None:
+    meta = torch.empty(4, 4, device="meta")
+    initialize(nn.init.normal_, meta, 0.0, 0.01)  # no values, nothing to do
+    torch.manual_seed(0)
+    ours = torch.empty(4, 4)
+    initialize(nn.init.kaiming_normal_, ours, mode="fan_out", nonlinearity="relu")
+    torch.manual_seed(0)
+    expected = nn.init.kaiming_normal_(torch.empty(4, 4), mode="fan_out", nonlinearity="relu")
+    assert torch.equal(ours, expected)

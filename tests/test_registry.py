@@ -131,3 +131,43 @@ def test_parametric_names_not_in_list_but_buildable() -> None:
         cnnlab.create_model("wrn22_8_cifar", depth=28)
     with pytest.raises(ValueError, match="unknown model 'wrn22_cifar'"):
         cnnlab.create_model("wrn22_cifar")
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        (
+            "resnet21_cifar",
+            r"resnet21_cifar: depth must be 6n \+ 2 with n >= 1 \(\.\.\., 20, 26, \.\.\.\), got 21$",
+        ),
+        ("resnet2_cifar", r"resnet2_cifar: depth must be 6n \+ 2 with n >= 1 \(8, 14, \.\.\.\), got 2$"),
+        (
+            "wrn23_8_cifar",
+            r"wrn23_8_cifar: depth must be 6n \+ 4 with n >= 1 \(\.\.\., 22, 28, \.\.\.\), got 23$",
+        ),
+        (
+            "resnext30_8x64d_cifar",
+            r"resnext30_8x64d_cifar: depth must be 9n \+ 2 with n >= 1 \(\.\.\., 29, 38, \.\.\.\), got 30$",
+        ),
+        ("densenet41_k12_cifar", r"densenet41_k12_cifar: depth must be 3n \+ 4 with n >= 1 \(\.\.\., 40, 43"),
+        ("densenet_bc43_k12_cifar", r"densenet_bc43_k12_cifar: depth must be 6n \+ 4 \(bottleneck\)"),
+    ],
+)
+def test_invalid_parametric_names_rejected_by_model_info_and_create_model(name: str, message: str) -> None:
+    """A parametric name of a network that cannot be built is rejected wherever it is looked
+    up, with the same one-line message (``cnnlab info`` used to print its details)."""
+    for lookup in (cnnlab.model_info, cnnlab.create_model, accepted_kwargs):
+        with pytest.raises(ValueError, match=message) as err:
+            lookup(name)
+        assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "name, depth",
+    [
+        ("resnet26_cifar", 26), ("wrn10_1_cifar", 10), ("resnext38_2x4d_cifar", 38),
+        ("densenet43_k4_cifar", 43),
+    ],
+)
+def test_valid_parametric_names_pass_model_info(name: str, depth: int) -> None:
+    assert cnnlab.model_info(name).fixed["depth"] == depth

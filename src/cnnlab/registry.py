@@ -110,10 +110,13 @@ class _Entry:
     num_classes: int
 
 
+# Checks the integers of a parametric name (as keywords); raises ValueError for an invalid one.
+NameCheck = Callable[..., object]
+
 _REGISTRY: dict[str, _Entry] = {}
-# Parametric names: a compiled template (``wrn{depth}_{width_mult}_cifar``) -> entry whose
-# ``fixed`` is completed by the integers the name carries.
-_PATTERNS: dict[str, tuple[re.Pattern[str], _Entry]] = {}
+# Parametric names: template (``wrn{depth}_{width_mult}_cifar``) -> (compiled template, entry
+# whose ``fixed`` is completed by the integers the name carries, check of those integers).
+_PATTERNS: dict[str, tuple[re.Pattern[str], _Entry, NameCheck | None]] = {}
 
 
 def _parse_int(text: str) -> int | None:
@@ -190,12 +193,16 @@ def register_pattern(
     paper: Paper,
     input_size: tuple[int, int, int],
     num_classes: int = 1000,
+    check: NameCheck | None = None,
     **fixed: Any,
 ) -> None:
     """Register a family of names such as ``"wrn{depth}_{width_mult}_cifar"``.
 
-    ``create_model("wrn22_8_cifar")`` builds ``builder(depth=22, width_mult=8, **fixed)``; the
-    builder validates the integers (an invalid depth is its one-line ``ValueError``). Names
+    ``create_model("wrn22_8_cifar")`` builds ``builder(depth=22, width_mult=8, **fixed)``.
+    ``check(depth=22, width_mult=8)`` validates the integers whenever a name is looked up
+    (``create_model``, ``model_info``, ``accepted_kwargs``), so that a name of a network that
+    cannot be built is an unknown name everywhere: its ``ValueError`` (the builder's own
+    one-line message, e.g. "depth must be 6n + 2 ...") comes out prefixed with the name. Names
     registered with ``register_model`` take precedence; ``list_models`` lists only those.
     """
     fields = re.findall(r"\{(\w+)\}", template)
@@ -207,7 +214,7 @@ def register_pattern(
         for part in re.split(r"(\{\w+\})", template) if part
     )
     entry = _Entry(builder, dict(fixed), family, paper, tuple(input_size), num_classes)
-    _PATTERNS[template] = (re.compile(regex), entry)
+    _PATTERNS[template] = (re.compile(regex), entry, check)
 
 
 def name_templates() -> list[str]:
@@ -238,10 +245,15 @@ def _entry(name: str) -> _Entry:
         raise TypeError(f"model name must be a string, got {type(name).__name__}")
     if name in _REGISTRY:
         return _REGISTRY[name]
-    for regex, entry in _PATTERNS.values():
+    for regex, entry, check in _PATTERNS.values():
         match = regex.fullmatch(name)
         if match:
             ints = {key: int(value) for key, value in match.groupdict().items()}
+            if check is not None:
+                try:
+                    check(**ints)
+                except ValueError as err:
+                    raise ValueError(f"{name}: {err}") from None
             return _Entry(entry.builder, {**entry.fixed, **ints}, entry.family, entry.paper,
                           entry.input_size, entry.num_classes)
     close = difflib.get_close_matches(name, _REGISTRY, n=5, cutoff=0.5)

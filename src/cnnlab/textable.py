@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-__all__ = ["render_table"]
+__all__ = ["render_markdown", "render_table"]
 
 
 def render_table(header: Sequence[str], rows: Sequence[Sequence[str]], numeric: set[int]) -> str:
@@ -18,3 +18,12 @@ def render_table(header: Sequence[str], rows: Sequence[Sequence[str]], numeric: 
         ).rstrip()
 
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def render_markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub-flavoured Markdown table (``|`` in a cell is escaped)."""
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    return "\n".join([line(header), "|" + "---|" * len(header), *map(line, rows)])

@@ -11,6 +11,7 @@ Counting conventions are in ``cnnlab.analysis.rules`` and ``docs/counting_rules.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import threading
 from typing import Sequence
@@ -19,27 +20,11 @@ import torch
 from torch import nn
 
 from cnnlab.analysis.capture import Capture, RF
-from cnnlab.analysis.result import Analysis
+from cnnlab.analysis.inputs import InputsSpec, make_inputs, meta_copy, model_dtype, structural_copy
+from cnnlab.analysis.result import Analysis, human_count
 from cnnlab.analysis.rules import conv_kind
 
-__all__ = ["analyze", "Analysis"]
-
-
-def _meta_copy(model: nn.Module, dtype: torch.dtype) -> nn.Module:
-    """A structural copy of ``model`` whose parameters and buffers live on the meta device.
-
-    Nothing of the original is copied or modified; tied parameters stay tied.
-    """
-    memo: dict[int, object] = {}
-    for p in model.parameters():
-        if id(p) not in memo:
-            target = dtype if p.is_floating_point() else p.dtype
-            memo[id(p)] = nn.Parameter(torch.empty_like(p, device="meta", dtype=target), requires_grad=p.requires_grad)
-    for b in model.buffers():
-        if id(b) not in memo:
-            target = dtype if b.is_floating_point() else b.dtype
-            memo[id(b)] = torch.empty_like(b, device="meta", dtype=target)
-    return copy.deepcopy(model, memo)
+__all__ = ["analyze", "Analysis", "human_count"]
 
 
 def _validate_input_size(input_size: Sequence[int]) -> tuple[int, ...]:
@@ -56,9 +41,10 @@ def _validate_input_size(input_size: Sequence[int]) -> tuple[int, ...]:
     return shape
 
 
-# Analyses switch every module to eval mode for their forward pass; two threads analysing one
-# model at once would otherwise restore each other's flags mid-pass.
-_FORWARD_LOCK = threading.RLock()
+# Analyses run a structural copy of the model in eval mode. A model that cannot be copied (a
+# scripted one) is switched to eval in place, its flags restored afterwards: one such forward
+# at a time, or two threads would restore each other's flags mid-pass.
+_IN_PLACE_LOCK = threading.RLock()
 
 
 class _Walk:
@@ -95,6 +81,15 @@ class _Walk:
                     self.buffers.append(b)
         self.tensors = self.params + self.buffers
 
+    def remapped(self, clones: dict[int, nn.Module]) -> "_Walk":
+        """This walk over a structural copy sharing the tensors (``clones``: id -> copy)."""
+        walk = object.__new__(_Walk)
+        walk.all_modules = [(name, clones[id(m)]) for name, m in self.all_modules]
+        walk.modules = [(name, clones[id(m)]) for name, m in self.modules]
+        walk.params, walk.buffers, walk.tensors = self.params, self.buffers, self.tensors
+        walk.direct_params = [(name, clones[id(m)], count) for name, m, count in self.direct_params]
+        return walk
+
 
 def _param_totals(params: list[torch.Tensor], buffers: list[torch.Tensor]) -> dict[str, int]:
     return {
@@ -116,10 +111,11 @@ def _module_kind(module: nn.Module) -> str:
 def _rf_value(rf: RF | None, extent: tuple[int, ...]) -> tuple[int | float | None, int | float | None]:
     """Receptive field and jump reported as the largest over spatial dimensions.
 
-    A field that depends on the whole input (after global pooling, a linear layer, SE's gate)
-    is reported as the input's extent.
+    A field that depends on the whole input (after global pooling, attention over positions, a
+    linear layer on flattened positions) is reported as the input's extent; an unknown one
+    (an operator without a counting rule ran on the way) as ``None``.
     """
-    if rf is None:
+    if rf is None or rf.unknown:
         return None, None
     if rf.whole or not rf.size:
         return max(extent) if extent else None, None
@@ -128,57 +124,100 @@ def _rf_value(rf: RF | None, extent: tuple[int, ...]) -> tuple[int | float | Non
     return norm(size), norm(jump)
 
 
+def _analysed_model(
+    model: nn.Module, walk: _Walk, device: torch.device, dtype: torch.dtype | None
+) -> tuple[nn.Module, _Walk, bool]:
+    """The module tree the analysis runs, its walk, and whether it is the caller's own, to be
+    switched to eval mode in place (and back) because it could not be copied.
+
+    The caller's modules are never touched: a model already on ``device`` (and in ``dtype``
+    if one is given) and in eval mode runs as it is; one in training mode runs as a structural
+    copy in eval mode sharing its tensors; any other as a meta copy (on meta) or a real copy
+    moved to ``device``.
+    """
+    def fits(t: torch.Tensor) -> bool:
+        same_device = t.device.type == device.type and device.index in (None, t.device.index)
+        return same_device and (dtype is None or t.dtype == dtype or not t.is_floating_point())
+
+    if all(fits(t) for t in walk.tensors):
+        if not any(m.training for _, m in walk.modules):
+            return model, walk, False  # nothing to change: no copy at all
+        clones: dict[int, nn.Module] = {}
+        clone = structural_copy(model, walk.tensors, clones)
+        if clone is None:
+            return model, walk, True
+        return clone, walk.remapped(clones) if clones else _Walk(clone), False
+    if device.type == "meta":
+        target = meta_copy(model, walk.tensors, dtype)
+    else:
+        target = copy.deepcopy(model)
+        target = target.to(device) if dtype is None else target.to(device=device, dtype=dtype)
+    return target, _Walk(target), False
+
+
 def analyze(
     model: nn.Module,
-    input_size: Sequence[int],
+    input_size: Sequence[int] | None = None,
     *,
+    inputs: InputsSpec | None = None,
     device: str | torch.device = "meta",
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     fold_bn: bool = False,
 ) -> Analysis:
-    """Count what one forward pass of ``model`` on an input of shape ``input_size`` costs.
+    """Count what one forward pass of ``model`` costs.
 
-    ``input_size`` includes the batch dimension; totals are for that whole input. The model is
-    analysed in eval mode under ``torch.no_grad`` (every module's training flag is restored
-    afterwards). On the meta device (the default) nothing is allocated: a model already on meta
-    is analysed as it is, any other through a structural meta copy; ``device="cpu"`` runs the
-    real model. ``fold_bn`` analyses the network as if every
-    BatchNorm were folded into the conv before it.
+    Give exactly one of ``input_size`` (the full shape of a single input tensor, batch
+    included) or ``inputs``: a tuple of positional arguments (tensors and any other values),
+    a dict of keyword arguments, or a callable ``(device, dtype)`` returning either. Totals
+    are for the whole input, batch included.
+
+    ``dtype`` defaults to the dtype of the model's first floating-point parameter or buffer
+    (float32 if it has none); an explicit ``dtype`` casts the model's floating tensors to it.
+    On the meta device (the default) nothing is allocated: tensors in ``inputs`` become empty
+    meta tensors of the same shape (floating ones in the analysis dtype); ``device="cpu"`` runs
+    the real model with ``inputs`` as given. The model runs in eval mode under
+    ``torch.no_grad``; the caller's modules are never touched (a model in training mode runs
+    as a structural copy sharing its parameters and buffers, so a forward in another thread
+    still sees it in training mode). ``fold_bn`` analyses the network as if every BatchNorm
+    were folded into the conv before it.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"analyze expects an nn.Module, got {type(model).__name__}")
-    shape = _validate_input_size(input_size)
+    if (input_size is None) == (inputs is None):
+        raise ValueError(
+            "give exactly one of input_size (one tensor's shape, e.g. (1, 3, 224, 224)) or inputs "
+            "(a tuple of positional arguments, a dict of keyword arguments or a callable building one)"
+        )
+    size = _validate_input_size(input_size) if input_size is not None else None
     device = torch.device(device)
     walk = _Walk(model)
-    on_meta = all(t.is_meta and (t.dtype == dtype or not t.is_floating_point()) for t in walk.tensors)
-    if device.type == "meta" and on_meta:
-        target = model  # nothing to protect: only the training flag changes, and it is restored
-    elif device.type == "meta":
-        target = _meta_copy(model, dtype)
-    else:
-        first = walk.params[0] if walk.params else None
-        same = first is None or (first.device == device and first.dtype == dtype)
-        target = model if same else copy.deepcopy(model).to(device=device, dtype=dtype)
-    if target is not model:
-        walk = _Walk(target)
+    cast = dtype  # None: every tensor keeps its own dtype
+    dtype = dtype if dtype is not None else model_dtype(walk.tensors)
+    target, walk, in_place = _analysed_model(model, walk, device, cast)
+    inp = make_inputs(size, inputs, device, dtype)
+    shape = inp.spatial_shape  # dims after the second are spatial (the field's extent)
     spatial = max(len(shape) - 2, 0)
     capture = Capture(walk.all_modules, spatial_dims=spatial, fold_bn=fold_bn)
     modules = [m for _, m in walk.modules]
-    with _FORWARD_LOCK:  # the training flags are shared: one analysis forward at a time
-        training = [m.training for m in modules]
-        for m in modules:  # eval mode, each module's own flag restored afterwards
-            object.__setattr__(m, "training", False)  # skips Module.__setattr__'s lookups
-        x = torch.zeros(shape, device=device, dtype=dtype) if device.type != "meta" else torch.empty(shape, device=device, dtype=dtype)
-        capture.track_input(x)
+    with _IN_PLACE_LOCK if in_place else contextlib.nullcontext():
+        training = [m.training for m in modules] if in_place else []
+        if target is not model or in_place:
+            for m in modules:  # eval mode (a copy, or a model that could not be copied)
+                object.__setattr__(m, "training", False)  # skips Module.__setattr__'s lookups
+        for t in inp.tensors:  # only tensors shaped like the image input are spatial maps
+            is_map = t.is_floating_point() and t.dim() == len(shape)
+            capture.track_input(t, spatial if is_map else 0)
         capture.attach()
         try:
             with torch.no_grad(), capture:
-                target(x)
+                target(*inp.args, **inp.kwargs)
         finally:
             capture.detach()
-            for m, flag in zip(modules, training):
-                object.__setattr__(m, "training", flag)
-        del x
+            if in_place:
+                for m, flag in zip(modules, training):
+                    object.__setattr__(m, "training", flag)
+        input_shapes = inp.shapes
+        del inp
 
     totals = _param_totals(walk.params, walk.buffers)
     by_type: dict[str, dict[str, int]] = {
@@ -191,20 +230,18 @@ def analyze(
         kind = _module_kind(module)
         by_type.setdefault(kind, {"macs": 0, "flops": 0, "params": 0, "mem_access": 0})["params"] += count
 
-    layers = []
-    for stats in sorted(capture.layers.values(), key=lambda s: s.order):
-        if not (stats.executed_ops or stats.params):
-            continue
+    ordered = sorted(capture.layers.values(), key=lambda s: s.order)
+    module_rows = []  # every module that ran or owns parameters; containers too, for at_depth
+    for stats in ordered:
         rf, jump = _rf_value(stats.rf, shape[2:])
-        layers.append({
+        module_rows.append({
             "name": stats.name, "type": stats.type, "input_shape": stats.input_shape,
             "output_shape": stats.output_shape, "params": stats.params, "macs": stats.macs,
             "flops": stats.flops, "mem_access": stats.mem_access, "activations": stats.activations,
             "receptive_field": rf, "jump": jump, "calls": stats.calls,
         })
-    spatial_fields = [s.rf for s in capture.layers.values() if s.rf is not None and not s.rf.whole and s.rf.size]
-    deepest = max(spatial_fields, key=lambda f: max(f.size), default=None)
-    rf_total, jump_total = _rf_value(deepest, shape[2:])
+    layers = [row for row, s in zip(module_rows, ordered) if s.executed_ops or s.params]
+    rf_total, jump_total = _rf_value(capture.model_field, shape[2:])  # the deepest spatial map's
     stats_all = capture.layers.values()
     totals.update(
         macs=sum(s.macs for s in stats_all),
@@ -218,7 +255,8 @@ def analyze(
     )
     uncounted = [{"op": op, "count": n, "module": module} for op, (n, module) in capture.uncounted.items()]
     return Analysis(
-        model=type(model).__name__, input_shape=list(shape), complete=not uncounted,
-        total=totals, layers=layers, by_type=by_type, uncounted_ops=uncounted,
+        model=type(model).__name__, input_shape=input_shapes[0] if input_shapes else [],
+        complete=not uncounted, total=totals, layers=layers, by_type=by_type, uncounted_ops=uncounted,
         module_types={name: type(m).__name__ for name, m in walk.modules},
+        input_shapes=input_shapes, module_rows=module_rows,
     )

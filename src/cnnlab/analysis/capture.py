@@ -4,7 +4,7 @@ that ran it.
 A ``TorchDispatchMode`` sees functional calls, operators (``x + y``, ``@``), reused modules and
 custom modules alike; forward pre/post hooks keep a stack of module names so each operator is
 charged to the innermost module running when it executes. Per tensor we keep the receptive field
-(size and jump per spatial dimension) and a storage record for activation lifetimes.
+(``field.py``) and a storage record for activation lifetimes.
 """
 
 from __future__ import annotations
@@ -21,33 +21,12 @@ from torch import nn
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from cnnlab.analysis.fastmeta import expand_arg, fast_handler
-from cnnlab.analysis.rules import BATCH_NORMS, Cost, adaptive_windows, conv_kind, rule_for
+from cnnlab.analysis.fastmeta import fast_handler
+from cnnlab.analysis.field import CONSTANT_RESULTS, RF, field_rule, input_field
+from cnnlab.analysis.field import aligned as field_aligned  # noqa: I001
+from cnnlab.analysis.rules import BATCH_NORMS, conv_kind, rule_for
 
 __all__ = ["RF", "LayerStats", "Capture"]
-
-
-@dataclass(frozen=True)
-class RF:
-    """Receptive field per spatial dimension; ``whole`` when the value depends on all the input."""
-
-    size: tuple[float, ...]
-    jump: tuple[float, ...]
-    whole: bool = False
-
-    @staticmethod
-    def merge(fields: list["RF"]) -> "RF | None":
-        if len(fields) == 1:
-            return fields[0]
-        if not fields:
-            return None
-        if any(f.whole for f in fields):
-            return next(f for f in fields if f.whole)
-        n = min(len(f.size) for f in fields)
-        return RF(
-            tuple(max(f.size[-n + i] for f in fields) for i in range(n)) if n else (),
-            tuple(max(f.jump[-n + i] for f in fields) for i in range(n)) if n else (),
-        )
 
 
 @dataclass
@@ -147,6 +126,17 @@ class Capture(TorchDispatchMode):
         self._thread = threading.get_ident()
         self._order = 0
         self._stack: list[LayerStats] = [self._layer("")]
+        # The model's total field: the largest known spatial map, unless a map is whole (then
+        # the whole input) or unknown (an operator without a rule ran).
+        self._largest_map: RF | None = None
+        self._whole_map: RF | None = None
+        self._unknown_map: RF | None = None
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # TorchDispatchMode wraps __torch_dispatch__ in torch._disable_dynamo otherwise, which
+        # imports torch._dynamo (~1.5 s) on the first operator; analyses never run compiled.
+        return False
 
     # -- modules ---------------------------------------------------------------------------
     def _layer(self, name: str) -> LayerStats:
@@ -190,10 +180,31 @@ class Capture(TorchDispatchMode):
                 stats.rf = self._rf.get(y)
 
     # -- tensors ---------------------------------------------------------------------------
-    def track_input(self, x: torch.Tensor) -> None:
-        n = self.spatial_dims
-        self._rf[x] = RF((1,) * n, (1,) * n)
+    def track_input(self, x: torch.Tensor, spatial_dims: int | None = None) -> None:
+        """Start a model input's field (one pixel) and storage; ``spatial_dims`` (default: the
+        capture's) is 0 for an input that is not an image, such as a vector beside it."""
+        rf = input_field(x.shape, self.spatial_dims if spatial_dims is None else spatial_dims)
+        self._rf[x] = rf
+        self._note_map(rf)
         self._new_storage(x)
+
+    @property
+    def model_field(self) -> RF | None:
+        """The field of the deepest spatial feature map: the largest field over every spatial map
+        the forward pass produced (broadcast vectors such as SE gates are not maps). Whole when
+        one of them sees the whole input; ``unknown`` when one of them passed through an
+        operator without a rule (and none is whole)."""
+        return self._whole_map or self._unknown_map or self._largest_map
+
+    def _note_map(self, rf: RF) -> None:
+        if not (rf.pos or not rf.whole):
+            return  # a broadcast vector
+        if rf.whole:
+            self._whole_map = self._whole_map or rf
+        elif rf.unknown:
+            self._unknown_map = self._unknown_map or rf
+        elif rf.size and (self._largest_map is None or max(rf.size) > max(self._largest_map.size)):
+            self._largest_map = rf
 
     def _new_storage(self, t: torch.Tensor) -> None:
         record = _Storage(t.numel() * t.element_size())
@@ -245,14 +256,25 @@ class Capture(TorchDispatchMode):
 
         rf_attr = self._rf.attr
         known = [f for f in (getattr(t, rf_attr, None) for t in inputs) if f is not None]
-        if known:
+        if known and outputs and not info.constant:
             rf = known[0] if len(known) == 1 else RF.merge(known)
-            if info.changes_rf and not rf.whole:
-                rf = self._propagate_rf(info.name, args, rf, outputs)
+            if info.field is not None and (rf.pos or not rf.whole):
+                changed = info.field(args, rf, outputs, self._rf.get)
+                if changed is not rf:
+                    rf = changed
+                    self._note_map(rf)
+            elif rf.pos and len(rf.pos) != outputs[0].dim():
+                rf = RF(rf.size, rf.jump, rf.whole, field_aligned(rf.pos, outputs[0].dim()), rf.unknown)
+            if info.rule is None and not info.is_view and not (rf.whole or rf.unknown):
+                # An operator without a rule may move values anywhere: the field is unknown.
+                rf = RF(rf.size, rf.jump, False, rf.pos, unknown=True)
+                self._note_map(rf)
             for t in outputs:
                 setattr(t, rf_attr, rf)
         storage_attr = self._storage.attr
         if info.is_view:
+            if info.in_place:
+                return  # a layout change in place (as_strided_): the same tensor, the same storage
             base = next((b for b in (getattr(i, storage_attr, None) for i in inputs) if b is not None), None)
             if base is not None:
                 for t in outputs:
@@ -262,12 +284,12 @@ class Capture(TorchDispatchMode):
         stats.executed_ops = True
         if info.first_output_only:
             outputs = outputs[:1]
-        if info.rule is None:
+        cost = info.rule(args, kwargs, out) if info.rule is not None else None
+        if cost is None:
             entry = self.uncounted.setdefault(info.name, [0, stats.name])
             entry[0] += 1
             macs = flops = 0
         else:
-            cost = info.rule(args, kwargs, out)
             macs, flops = cost.macs, cost.flops
         reads = read_bytes = 0
         if len(inputs) > 1:
@@ -292,7 +314,7 @@ class Capture(TorchDispatchMode):
             reads = 0 if had_bias else outputs[0].shape[1]
             read_bytes = reads * outputs[0].element_size()
             writes = write_bytes = 0
-        if info.name == "convolution":
+        if info.name in _CONVOLUTIONS:
             if self.fold_bn:
                 self._biased_conv_outputs[outputs[0]] = args[2] is not None
             kind = conv_kind(args[1], int(args[8]), bool(args[6]))
@@ -314,66 +336,18 @@ class Capture(TorchDispatchMode):
                 stats.activations += t.numel()
                 self._new_storage(t)
 
-    # -- receptive field ---------------------------------------------------------------------
-    def _propagate_rf(self, op: str, args: tuple, rf: RF, outputs: list[torch.Tensor]) -> RF:
-        """The field of an operator's result from the merged field ``rf`` of its inputs, for
-        the operators that change it (windows, reductions, matmuls, resampling)."""
-        if op == "convolution":
-            weight = args[1]
-            kernel = list(weight.shape[2:])
-            stride, dilation = list(args[3]), list(args[5])
-            return self._window(rf, kernel, stride, dilation, transposed=bool(args[6]))
-        if op.startswith(("max_pool", "avg_pool")):
-            nd = int(op.split("pool")[1][0])
-            kernel = expand_arg(args[1], nd)
-            stride = expand_arg(args[2], nd) if len(args) > 2 and args[2] else kernel
-            dilation = expand_arg(args[4], nd) if op.startswith("max_pool") and len(args) > 4 else [1] * nd
-            return self._window(rf, kernel, stride, dilation)
-        if "adaptive" in op:
-            x = args[0]
-            nd = len(args[1])
-            sizes_in, sizes_out = list(x.shape[-nd:]), list(args[1])
-            if all(o == 1 for o in sizes_out):
-                return RF(rf.size, rf.jump, whole=True)
-            kernel = [max(e - s for s, e in adaptive_windows(i, o)) for i, o in zip(sizes_in, sizes_out)]
-            stride = [i / o for i, o in zip(sizes_in, sizes_out)]
-            return self._window(rf, kernel, stride, [1] * nd)
-        if op in ("mean", "sum", "amax", "amin", "max", "min") and len(args) > 1 and args[1] is not None:
-            x = args[0]
-            dims = args[1] if isinstance(args[1], (list, tuple)) else [args[1]]
-            spatial = set(range(x.dim() - self.spatial_dims, x.dim()))
-            if {d % x.dim() for d in dims} & spatial:
-                return RF(rf.size, rf.jump, whole=True)
-            return rf
-        if op in ("mm", "addmm", "bmm", "baddbmm", "mv", "dot") or op.startswith("_scaled_dot_product"):
-            return RF(rf.size, rf.jump, whole=True)
-        if op.startswith(("upsample", "_upsample")) and outputs:
-            # Each output step moves in_size / out_size input pixels; the field itself is unchanged.
-            x, y = args[0], outputs[0]
-            n = min(len(rf.jump), self.spatial_dims)
-            ratio = [x.shape[-i] / y.shape[-i] for i in range(n, 0, -1)]
-            return RF(rf.size, tuple(list(rf.jump[:-n]) + [j * r for j, r in zip(rf.jump[-n:], ratio)]) if n else rf.jump)
-        return rf
-
-    def _window(
-        self, rf: RF, kernel: list[int], stride: list[float], dilation: list[int], transposed: bool = False
-    ) -> RF:
-        n = min(len(rf.size), len(kernel))
-        size, jump = list(rf.size), list(rf.jump)
-        for i in range(1, n + 1):
-            k_eff = dilation[-i] * (kernel[-i] - 1) + 1
-            if transposed:
-                jump[-i] = jump[-i] / stride[-i]
-                size[-i] = size[-i] + (k_eff - 1) * jump[-i]
-            else:
-                size[-i] = size[-i] + (k_eff - 1) * jump[-i]
-                jump[-i] = jump[-i] * stride[-i]
-        return RF(tuple(size), tuple(jump))
-
 
 # Operators that return a view of their input although their schema does not say so
-# (``matmul`` with broadcasting and some ``einsum`` layouts emit ``_unsafe_view``).
-_VIEWS_WITHOUT_ALIAS_INFO = frozenset({"_unsafe_view"})
+# (``matmul`` with broadcasting and some ``einsum`` layouts emit ``_unsafe_view``; RNN cells
+# split their gates with ``unsafe_split``), and in-place operators that change only a tensor's
+# shape and strides (``adaptive_avg_pool2d`` on a channels-last input emits ``as_strided_``).
+# Neither moves data: they are free, as views are.
+_VIEWS_WITHOUT_ALIAS_INFO = frozenset({"_unsafe_view", "unsafe_split", "unsafe_split_with_sizes", "unsafe_chunk"})
+_LAYOUT_IN_PLACE = frozenset({
+    "as_strided_", "transpose_", "t_", "squeeze_", "unsqueeze_", "swapaxes_", "swapdims_", "detach_",
+})
+# Traced and scripted modules emit ``_convolution``; it counts as ``convolution``.
+_CONVOLUTIONS = frozenset({"convolution", "_convolution"})
 
 class _TensorNotes:
     """Facts one analysis keeps about tensors, stored on the tensor objects themselves.
@@ -416,14 +390,15 @@ class _OpInfo:
     batch_norm: bool
     rule: Any
     tensor_args: tuple[tuple[int, bool], ...]  # positional tensor arguments: (index, is a list)
-    changes_rf: bool  # False: the result's field is its inputs' merged field
+    field: Any  # the receptive-field rule (field.py), or None: the inputs' merged field
+    constant: bool  # the result depends on its inputs' shapes only (zeros_like): no field
     kind: str | None  # by_type key when it does not depend on the module or arguments
     fast: Any  # shape-only handler on meta, or None
 
 
 _INFO: dict[Any, _OpInfo] = {}
 
-_MATMULS = ("mm", "addmm", "bmm", "baddbmm", "mv", "dot", "vdot")
+_MATMULS = ("mm", "addmm", "bmm", "baddbmm", "mv", "dot", "vdot", "linear")
 
 
 def _is_tensor_type(t: Any) -> bool:
@@ -444,23 +419,11 @@ def _tensor_positions(schema: Any) -> tuple[tuple[int, bool], ...]:
     return tuple(positions)
 
 
-# The operators ``Capture._propagate_rf`` has a case for; every other one passes its inputs'
-# merged field on unchanged, so the per-op step skips the call.
-_RF_PREFIXES = (
-    "convolution", "max", "min", "amax", "amin", "avg_pool", "mean", "sum", "upsample", "_upsample",
-    "_scaled_dot_product",
-)
-
-
-def _changes_rf(name: str) -> bool:
-    return name.startswith(_RF_PREFIXES) or "adaptive" in name or name in _MATMULS
-
-
 def _op_info(func: Any) -> _OpInfo:
     name = func.overloadpacket.__name__
     aliases = [r.alias_info for r in func._schema.returns]
     writes = tuple(a is not None and a.is_write for a in aliases)
-    is_view = name in _VIEWS_WITHOUT_ALIAS_INFO or (
+    is_view = name in _VIEWS_WITHOUT_ALIAS_INFO or name in _LAYOUT_IN_PLACE or (
         bool(aliases) and all(a is not None and not a.is_write for a in aliases)
     )
     # Only the first output is the activation: inference needs no pooling indices and no saved
@@ -468,8 +431,8 @@ def _op_info(func: Any) -> _OpInfo:
     first_only = name.endswith("_with_indices") or name.startswith("adaptive_max_pool") or name in BATCH_NORMS
     info = _OpInfo(
         name, is_view, any(writes), writes, first_only, name in BATCH_NORMS, rule_for(name),
-        _tensor_positions(func._schema), _changes_rf(name), "linear" if name in _MATMULS else None,
-        fast_handler(func),
+        _tensor_positions(func._schema), field_rule(name), name in CONSTANT_RESULTS,
+        "linear" if name in _MATMULS else None, fast_handler(func),
     )
     _INFO[func] = info
     return info

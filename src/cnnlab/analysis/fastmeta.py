@@ -9,7 +9,7 @@ returns ``None`` and the real meta kernel runs, raising torch's own error where 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -61,6 +61,23 @@ def _conv(args: tuple, kwargs: dict) -> torch.Tensor | None:
     return torch.empty((x.shape[0], out_channels, *sizes), dtype=x.dtype, device="meta")
 
 
+def broadcast_shape(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...] | None:
+    """The broadcast of two shapes, or ``None`` when they do not broadcast.
+
+    ``torch.broadcast_shapes`` would do, but its first call imports sympy through
+    ``torch.fx.experimental.symbolic_shapes`` (about a second of start-up for every CLI run).
+    """
+    n = max(len(a), len(b))
+    a = (1,) * (n - len(a)) + tuple(a)
+    b = (1,) * (n - len(b)) + tuple(b)
+    out = []
+    for x, y in zip(a, b):
+        if x != y and x != 1 and y != 1:
+            return None
+        out.append(y if x == 1 else x)
+    return tuple(out)
+
+
 def _binary(args: tuple, kwargs: dict) -> torch.Tensor | None:
     a, b = args[0], args[1]
     if set(kwargs) - {"alpha"} or not _plain(a):
@@ -68,9 +85,8 @@ def _binary(args: tuple, kwargs: dict) -> torch.Tensor | None:
     if isinstance(b, torch.Tensor):
         if not _plain(b):
             return None
-        try:
-            shape = torch.broadcast_shapes(a.shape, b.shape)
-        except RuntimeError:
+        shape = broadcast_shape(a.shape, b.shape)
+        if shape is None:
             return None
     elif isinstance(b, (int, float)) and not isinstance(b, bool):
         shape = a.shape
@@ -117,9 +133,7 @@ def _mm(args: tuple, kwargs: dict) -> torch.Tensor | None:
     if a.shape[1] != b.shape[0] or a.dtype != b.dtype:
         return None
     if len(args) == 3:  # addmm: the bias must broadcast to the result
-        try:
-            torch.broadcast_shapes(args[0].shape, (a.shape[0], b.shape[1]))
-        except RuntimeError:
+        if broadcast_shape(args[0].shape, (a.shape[0], b.shape[1])) is None:
             return None
     return torch.empty((a.shape[0], b.shape[1]), dtype=a.dtype, device="meta")
 

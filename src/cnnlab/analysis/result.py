@@ -1,4 +1,7 @@
-"""The analyzer's result and its renderings (dict/JSON, CSV, Markdown, terminal table)."""
+"""The analyzer's result and its renderings (dict/JSON, CSV, Markdown, terminal table).
+
+JSON and CSV carry exact integers; the tables show counts with SI prefixes (``human_count``).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Analysis", "LAYER_FIELDS", "TOTAL_FIELDS"]
+__all__ = ["Analysis", "LAYER_FIELDS", "TOTAL_FIELDS", "human_count"]
 
 TOTAL_FIELDS = (
     "params", "trainable_params", "buffers", "macs", "flops", "mem_access", "mem_access_bytes",
@@ -19,15 +22,28 @@ LAYER_FIELDS = (
     "activations", "receptive_field", "jump", "calls",
 )
 _SUMMED = ("params", "macs", "flops", "mem_access", "activations")
+_PREFIXES = ("", "k", "M", "G", "T", "P", "E")
+MODEL_ROW = "(model)"  # how the tables name the root module's row
+TOTAL_ROW = "(total)"  # the name of CSV's last row, which holds the totals
 
 
-def _number(value: float | None) -> int | float | None:
+def human_count(value: int | float | None) -> str:
+    """A count with an SI prefix and two decimals: ``15470264320`` -> ``"15.47 G"``,
+    ``138357544`` -> ``"138.36 M"``, ``3200`` -> ``"3.20 k"``. Below 1000 the number as it is
+    (``"512"``, ``"12.5"``); None (unknown) -> ``"-"``."""
     if value is None:
-        return None
-    return int(value) if float(value).is_integer() else round(float(value), 4)
+        return "-"
+    if abs(value) < 1000:
+        return str(value) if isinstance(value, int) else f"{value:g}"
+    scaled, i = float(value), 0
+    while abs(scaled) >= 999.995 and i < len(_PREFIXES) - 1:  # 999,999 is 1.00 M, not 1000.00 k
+        scaled /= 1000
+        i += 1
+    return f"{scaled:.2f} {_PREFIXES[i]}"
 
 
-def _human(value: Any) -> str:
+def _cell(value: Any) -> str:
+    """A table cell for anything that is not a count: shapes as 1x3x224x224, None as '-'."""
     if value is None:
         return "-"
     if isinstance(value, list):
@@ -37,6 +53,14 @@ def _human(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "x".join(map(str, value))
+    return "" if value is None else value
 
 
 @dataclass
@@ -51,6 +75,14 @@ class Analysis:
     by_type: dict[str, dict[str, int]]
     uncounted_ops: list[dict[str, Any]] = field(default_factory=list)
     module_types: dict[str, str] = field(default_factory=dict, repr=False)  # name -> class, for at_depth
+    input_shapes: list[list[int]] = field(default_factory=list)  # every tensor input's shape
+    # Every module that ran or owns parameters (containers with no cost of their own included),
+    # own costs only, in the order of their first call: what at_depth aggregates.
+    module_rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.input_shapes and self.input_shape:
+            self.input_shapes = [list(self.input_shape)]
 
     # -- convenience -------------------------------------------------------------------------
     def __getattr__(self, name: str) -> Any:
@@ -67,39 +99,70 @@ class Analysis:
     def model_size_mib(self) -> float:
         return self.total["model_size_bytes"] / 2**20
 
-    def at_depth(self, depth: int) -> "Analysis":
-        """The per-layer table aggregated to module depth ``depth`` (the root is depth 0)."""
-        if depth < 0:
-            raise ValueError(f"depth must be >= 0, got {depth}")
-        groups: dict[str, list[dict[str, Any]]] = {}
-        for row in self.layers:
-            parts = row["name"].split(".") if row["name"] else []
-            groups.setdefault(".".join(parts[:depth]), []).append(row)
-        rows = []
-        for name, members in groups.items():
-            head = next((r for r in members if r["name"] == name), None)
-            merged = {k: sum(r[k] for r in members) for k in _SUMMED}
-            last = members[-1]
-            merged.update(
-                name=name,
-                type=head["type"] if head else self.module_types.get(name, members[0]["type"]),
-                input_shape=(head or members[0])["input_shape"],
-                output_shape=(head or last)["output_shape"],
-                receptive_field=(head or last)["receptive_field"],
-                jump=(head or last)["jump"],
-                calls=head["calls"] if head else max(r["calls"] for r in members),
-            )
-            rows.append({k: merged[k] for k in LAYER_FIELDS})
-        return Analysis(
-            self.model, self.input_shape, self.complete, self.total, rows, self.by_type,
-            self.uncounted_ops, self.module_types,
+    @property
+    def warning(self) -> str | None:
+        """One line saying what the totals miss, None when the analysis is complete: "INCOMPLETE:
+        no counting rule for grid_sampler_2d x1 (first in module 'stn'); totals exclude them"."""
+        if self.complete:
+            return None
+        ops = ", ".join(
+            f"{u['op']} x{u['count']} (first in module '{u['module'] or MODEL_ROW}')" for u in self.uncounted_ops
         )
+        line = f"INCOMPLETE: no counting rule for {ops}; totals exclude them"
+        if self.total.get("receptive_field") is None and len(self.input_shape) >= 3:
+            line += "; receptive field unknown"
+        return line
+
+    def at_depth(self, depth: int) -> "Analysis":
+        """The per-module table down to module depth ``depth`` (the model itself is depth 0).
+
+        Each row is a module at depth <= ``depth`` and carries its whole subtree's params,
+        MACs, FLOPs, memory access and activations (so rows nest: they do not add up to the
+        total); its shapes, receptive field and calls are the module's own. The model's row
+        equals the totals, receptive field included. Always aggregated from the full per-layer
+        table, also when called on a result of ``at_depth``.
+        """
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
+            raise ValueError(f"depth must be an integer >= 0, got {depth!r}")
+        info = {r["name"]: r for r in self.module_rows or self.layers}
+        # Own costs per module: module_rows (self.layers when built without them).
+        leaves = [r for r in self.module_rows if any(r[k] for k in _SUMMED)] or self.layers
+        rows: dict[str, dict[str, Any]] = {}
+        for row in leaves:
+            parts = row["name"].split(".") if row["name"] else []
+            for k in range(min(len(parts), depth) + 1):
+                prefix = ".".join(parts[:k])
+                agg = rows.get(prefix)
+                if agg is None:
+                    agg = rows[prefix] = self._subtree_row(prefix, info.get(prefix))
+                for key in _SUMMED:
+                    agg[key] += row[key]
+        if "" in rows:
+            rows[""].update(receptive_field=self.total["receptive_field"], jump=self.total["jump"])
+        return Analysis(
+            self.model, self.input_shape, self.complete, self.total, list(rows.values()), self.by_type,
+            self.uncounted_ops, self.module_types, self.input_shapes, self.module_rows,
+        )
+
+    def _subtree_row(self, name: str, own: dict[str, Any] | None) -> dict[str, Any]:
+        row = {k: 0 for k in _SUMMED}
+        row.update(
+            name=name,
+            type=own["type"] if own else self.module_types.get(name, ""),
+            input_shape=own["input_shape"] if own else None,
+            output_shape=own["output_shape"] if own else None,
+            receptive_field=own["receptive_field"] if own else None,
+            jump=own["jump"] if own else None,
+            calls=own["calls"] if own else 0,
+        )
+        return {k: row[k] for k in LAYER_FIELDS}
 
     # -- renderings --------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model,
             "input_shape": list(self.input_shape),
+            "input_shapes": [list(s) for s in self.input_shapes],
             "complete": self.complete,
             "total": {k: self.total[k] for k in TOTAL_FIELDS},
             "layers": [{k: row[k] for k in LAYER_FIELDS} for row in self.layers],
@@ -111,39 +174,50 @@ class Analysis:
         return json.dumps(self.to_dict(), indent=indent)
 
     def to_csv(self) -> str:
+        """One row per layer, then a ``(total)`` row with the totals; every row has the
+        analysis' ``complete`` flag (``true``/``false``). Shapes are written 1x3x224x224."""
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(LAYER_FIELDS)
+        writer.writerow((*LAYER_FIELDS, "complete"))
         for row in self.layers:
-            writer.writerow(["x".join(map(str, v)) if isinstance(v, list) else ("" if v is None else v) for v in (row[k] for k in LAYER_FIELDS)])
+            writer.writerow([_csv_cell(row[k]) for k in LAYER_FIELDS] + [_csv_cell(self.complete)])
+        total = {k: self.total.get(k) for k in LAYER_FIELDS}
+        total.update(name=TOTAL_ROW, type="", input_shape=list(self.input_shape), calls=None)
+        writer.writerow([_csv_cell(total[k]) for k in LAYER_FIELDS] + [_csv_cell(self.complete)])
         return buffer.getvalue()
 
     def _table_rows(self) -> tuple[list[str], list[list[str]]]:
         header = ["layer", "type", "output", "params", "MACs", "FLOPs", "mem access", "RF", "jump"]
-        rows = [
-            [row["name"] or "(model)", row["type"], _human(row["output_shape"]), _human(row["params"]),
-             _human(row["macs"]), _human(row["flops"]), _human(row["mem_access"]),
-             _human(row["receptive_field"]), _human(row["jump"])]
-            for row in self.layers
-        ]
+        rows = []
+        for row in self.layers:
+            name = row["name"] or MODEL_ROW
+            if (row["calls"] or 0) > 1:
+                name += f" (x{row['calls']})"
+            rows.append([
+                name, row["type"], _cell(row["output_shape"]), human_count(row["params"]),
+                human_count(row["macs"]), human_count(row["flops"]), human_count(row["mem_access"]),
+                _cell(row["receptive_field"]), _cell(row["jump"]),
+            ])
         t = self.total
-        rows.append(["total", "", "", _human(t["params"]), _human(t["macs"]), _human(t["flops"]),
-                     _human(t["mem_access"]), _human(t["receptive_field"]), _human(t["jump"])])
+        rows.append(["total", "", "", human_count(t["params"]), human_count(t["macs"]), human_count(t["flops"]),
+                     human_count(t["mem_access"]), _cell(t["receptive_field"]), _cell(t["jump"])])
         return header, rows
 
     def _summary_lines(self) -> list[str]:
         t = self.total
+        shapes = ", ".join("x".join(map(str, s)) for s in self.input_shapes) or "no tensor"
         lines = [
-            f"{self.model} on input {'x'.join(map(str, self.input_shape))}",
+            f"{self.model} on input{'s' if len(self.input_shapes) > 1 else ''} {shapes}",
             f"params {t['params']:,} ({t['trainable_params']:,} trainable), buffers {t['buffers']:,}, "
             f"size {self.model_size_mb:.2f} MB ({self.model_size_mib:.2f} MiB)",
-            f"MACs {t['macs']:,}  FLOPs {t['flops']:,}  memory access {t['mem_access']:,} elements "
-            f"({t['mem_access_bytes']:,} bytes)",
+            f"MACs {t['macs']:,} ({human_count(t['macs'])})  FLOPs {t['flops']:,} ({human_count(t['flops'])})  "
+            f"memory access {t['mem_access']:,} elements ({t['mem_access_bytes']:,} bytes)",
             f"activations {t['activations']:,} elements, peak {t['peak_activation_bytes']:,} bytes",
         ]
-        if not self.complete:
-            ops = ", ".join(f"{u['op']} x{u['count']}" for u in self.uncounted_ops)
-            lines.append(f"INCOMPLETE: no counting rule for {ops}")
+        if any((row["calls"] or 0) > 1 for row in self.layers):
+            lines.append("(xN): a module called N times; its costs are for all calls, its shapes and field its first call's")
+        if self.warning:
+            lines.append(self.warning)
         return lines
 
     def to_markdown(self) -> str:

@@ -6,16 +6,19 @@ image too small for the network fails with one clear ``ValueError`` before any c
 instead of a shape error from deep inside torch.
 """
 
-from __future__ import annotations
-
-from typing import Mapping, TypeVar
+# No ``from __future__ import annotations`` here: TorchScript reads ``ConvNet``'s class-level
+# attribute annotations (``in_channels: int`` ...) as they are and cannot resolve strings, and
+# every zoo model inherits them.
+from typing import Mapping, Optional, TypeVar
 
 import torch
 from torch import nn
 
 T = TypeVar("T")
 
-__all__ = ["ConvNet", "check_positive", "check_positive_int", "check_probability", "lookup"]
+__all__ = [
+    "ConvNet", "check_positive", "check_positive_int", "check_probability", "lookup", "units_for_depth",
+]
 
 
 def check_probability(name: str, value: float) -> None:
@@ -34,6 +37,24 @@ def check_positive_int(name: str, value: int) -> None:
     """A count such as ``groups`` or ``num_classes``: an int >= 1 (a bool is not a count)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def units_for_depth(depth: int, step: int, offset: int, note: str = "") -> int:
+    """n for a network of ``depth = step * n + offset`` layers (n >= 1): ResNet's 6n + 2 on
+    CIFAR, WRN's 6n + 4, DenseNet's 3n + 4 ... Otherwise a one-line ``ValueError`` naming the
+    rule and the valid depths around ``depth``: "depth must be 6n + 2 with n >= 1 (..., 20, 26,
+    ...), got 21". ``note`` follows the rule (e.g. " (bottleneck)")."""
+    smallest = step + offset
+    if isinstance(depth, bool) or not isinstance(depth, int):
+        valid = f"{smallest}, {smallest + step}, ..."
+    elif depth >= smallest and (depth - offset) % step == 0:
+        return (depth - offset) // step
+    elif depth < smallest:
+        valid = f"{smallest}, {smallest + step}, ..."
+    else:
+        below = depth - (depth - offset) % step
+        valid = f"..., {below}, {below + step}, ..."
+    raise ValueError(f"depth must be {step}n + {offset}{note} with n >= 1 ({valid}), got {depth!r}")
 
 
 def lookup(kind: str, key: str, table: Mapping[str, T]) -> T:
@@ -57,11 +78,16 @@ class ConvNet(nn.Module):
     num_classes: int
     num_features: int
     min_input_size: int = 1
-    fixed_input_size: int | None = None
+    fixed_input_size: Optional[int] = None
     classifier_name: str = "fc"
 
+    @torch.jit.unused
     def check_input(self, x: torch.Tensor) -> None:
-        """Raise a one-line ``ValueError`` for an input this network cannot take."""
+        """Raise a one-line ``ValueError`` for an input this network cannot take.
+
+        Eager only: ``forward_features`` skips it in a ``torch.jit.script``-ed model, where the
+        Python checks cannot be compiled (TorchScript still fails on a wrong shape, less clearly).
+        """
         if isinstance(x, torch.fx.Proxy):  # symbolic tracing: shapes are not known
             return
         name = type(self).__name__
@@ -90,7 +116,8 @@ class ConvNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The features before the classifier head (after the input check)."""
-        self.check_input(x)
+        if not torch.jit.is_scripting():
+            self.check_input(x)
         return self._forward_features(x)
 
     def _forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from cnnlab.models.base import ConvNet, check_positive_int
-from cnnlab.models.layers import ConvBNAct
+from cnnlab.models.layers import ConvBNAct, initialize
 from cnnlab.registry import Paper, register_model
 
 PAPER = Paper(
@@ -144,7 +144,7 @@ class DigitCapsules(nn.Module):
         # W_ij for i < in_capsules, j < num_classes: (I, J, out_dim, in_dim). No bias (eq. 2).
         self.weight = nn.Parameter(torch.empty(in_capsules, num_classes, out_dim, in_dim))
         # Not in the paper: N(0, 0.01), the usual choice of open implementations.
-        nn.init.normal_(self.weight, 0.0, 0.01)
+        initialize(nn.init.normal_, self.weight, 0.0, 0.01)
 
     def capsules(self, primary: torch.Tensor) -> torch.Tensor:
         """The primary capsules u_i (N, I, in_dim) of a PrimaryCaps map (N, types * in_dim, H, W)."""

@@ -60,7 +60,10 @@ class CondensedConv1x1(nn.Module):
         selected = in_channels // condense_factor * groups
         if out_channels % groups:
             raise ValueError(f"{out_channels} output channels do not split into {groups} groups")
-        self.register_buffer("index", torch.arange(selected) % in_channels)
+        # From a Python list: ``torch.arange(...) % n`` under ``torch.device("meta")`` runs a
+        # torch._refs op that imports torch._dynamo (see ``layers.initialize``).
+        index = [i % in_channels for i in range(selected)]
+        self.register_buffer("index", torch.tensor(index, dtype=torch.long))
         self.bn = nn.BatchNorm2d(selected)
         self.act = nn.ReLU(inplace=True)
         self.conv = nn.Conv2d(selected, out_channels, 1, groups=groups, bias=False)

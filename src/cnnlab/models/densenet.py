@@ -29,7 +29,7 @@ import torch
 import torch.utils.checkpoint
 from torch import nn
 
-from cnnlab.models.base import ConvNet, check_positive_int, check_probability
+from cnnlab.models.base import ConvNet, check_positive_int, check_probability, units_for_depth
 from cnnlab.models.layers import init_weights, smallest_input
 from cnnlab.registry import Paper, register_model, register_pattern
 
@@ -108,7 +108,7 @@ class DenseLayer(nn.Module):
             self.conv2 = nn.Conv2d(first_out, growth_rate, 3, padding=1, bias=False)
             self.drop2 = nn.Dropout(dropout)
 
-    def _concat_and_first_conv(self, *features: torch.Tensor) -> torch.Tensor:
+    def _concat_and_first_conv(self, features: list[torch.Tensor]) -> torch.Tensor:
         x = torch.cat(features, 1)
         return self.drop1(self.conv1(self.relu1(self.norm1(x))))
 
@@ -116,20 +116,25 @@ class DenseLayer(nn.Module):
         # (context of the forward pass, context of the recomputation in the backward pass)
         return contextlib.nullcontext(), _running_stats_frozen(self.norm1)
 
+    @torch.jit.unused
+    def _checkpointed(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """``_concat_and_first_conv``, checkpointed (recomputed in the backward pass) only when
+        a backward pass can follow, as torchvision: under no_grad, in the analyzer and at
+        inference there is nothing to save memory on. Eager only."""
+        if not (torch.is_grad_enabled() and any(f.requires_grad for f in features)):
+            return self._concat_and_first_conv(features)
+        return torch.utils.checkpoint.checkpoint(
+            lambda *tensors: self._concat_and_first_conv(list(tensors)), *features,
+            use_reentrant=False, context_fn=self._checkpoint_contexts,
+        )
+
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        # Checkpoint only when a backward pass can follow (as torchvision): under no_grad, in
-        # the analyzer and at inference there is nothing to save memory on.
-        if (
-            self.memory_efficient
-            and torch.is_grad_enabled()
-            and any(f.requires_grad for f in features)
-        ):
-            x = torch.utils.checkpoint.checkpoint(
-                self._concat_and_first_conv, *features,
-                use_reentrant=False, context_fn=self._checkpoint_contexts,
-            )
+        # A scripted model does not checkpoint (TorchScript cannot compile it); it computes the
+        # same values and keeps every concatenation for the backward pass.
+        if self.memory_efficient and not torch.jit.is_scripting():
+            x = self._checkpointed(features)
         else:
-            x = self._concat_and_first_conv(*features)
+            x = self._concat_and_first_conv(features)
         if self.bottleneck:
             x = self.drop2(self.conv2(self.relu2(self.norm2(x))))
         return x
@@ -323,11 +328,7 @@ def cifar_layers_per_block(depth: int, bottleneck: bool) -> int:
     the two transitions and the classifier: L = 3n + 4, or 6n + 4 for DenseNet-B(C).
     """
     convs_per_layer = 2 if bottleneck else 1
-    n, rest = divmod(depth - 4, 3 * convs_per_layer)
-    if isinstance(depth, bool) or not isinstance(depth, int) or n < 1 or rest:
-        form = "6n + 4 (bottleneck)" if bottleneck else "3n + 4"
-        raise ValueError(f"CIFAR DenseNet depth must be {form} with n >= 1, got {depth!r}")
-    return n
+    return units_for_depth(depth, 3 * convs_per_layer, 4, " (bottleneck)" if bottleneck else "")
 
 
 def densenet_cifar(
@@ -414,12 +415,14 @@ for _builder, _variants in ((densenet_cifar, CIFAR_DENSENETS), (densenet_bc_cifa
             num_classes=10, depth=_variant.depth, growth_rate=_variant.growth_rate,
         )
 # DenseNet(L, k) and DenseNet-BC(L, k) for any valid L and k by name (§3: L = 3n + 4, or
-# 6n + 4 with bottlenecks); the builders reject invalid depths with a one-line error.
+# 6n + 4 with bottlenecks); ``check`` rejects an invalid depth as soon as the name is looked up.
 register_pattern(
     "densenet{depth}_k{growth_rate}_cifar", densenet_cifar, family="DenseNet", paper=PAPER,
     input_size=(3, 32, 32), num_classes=10,
+    check=lambda depth, growth_rate: cifar_layers_per_block(depth, bottleneck=False),
 )
 register_pattern(
     "densenet_bc{depth}_k{growth_rate}_cifar", densenet_bc_cifar, family="DenseNet", paper=PAPER,
     input_size=(3, 32, 32), num_classes=10,
+    check=lambda depth, growth_rate: cifar_layers_per_block(depth, bottleneck=True),
 )

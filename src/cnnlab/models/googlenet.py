@@ -106,13 +106,19 @@ class InceptionAux(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(x)
+        if not torch.jit.is_scripting():  # Python-only check: TorchScript skips it
+            self._check_grid(x)
+        x = torch.flatten(self.conv(x), 1)
+        return self.fc2(self.dropout(self.act(self.fc1(x))))
+
+    @torch.jit.unused
+    def _check_grid(self, x: torch.Tensor) -> None:
+        """A one-line error when the pool does not leave the 4x4 map ``fc1`` is sized for."""
         if not isinstance(x, torch.fx.Proxy) and tuple(x.shape[-2:]) != (4, 4):
             raise ValueError(
                 f"the auxiliary classifier needs a 4x4 map after its pool, got {tuple(x.shape[-2:])}; "
                 "the paper's 5x5/3 pool (§5) gives 4x4 only near the native 224x224 input"
             )
-        x = torch.flatten(self.conv(x), 1)
-        return self.fc2(self.dropout(self.act(self.fc1(x))))
 
 
 class GoogLeNetOutputs(NamedTuple):
@@ -258,23 +264,28 @@ class GoogLeNet(ConvNet):
         self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
 
         channels = 192
-        self.body: list[str] = []
-        self.aux_taps: dict[str, str] = {}
+        # Filled below and stored after the loop: TorchScript warns about attributes annotated
+        # as empty containers in __init__.
+        body: list[str] = []
+        aux_taps: dict[str, str] = {}
         for row in TABLE_1:
             if isinstance(row, MaxPoolRow):
                 kernel = r.pool_kernels.get(row.name, row.kernel)
                 self.add_module(row.name, nn.MaxPool2d(kernel, stride=row.stride, ceil_mode=True))
-                self.body.append(row.name)
+                body.append(row.name)
                 continue
             name = f"inception{row.name}"
             block = Inception(channels, *row[1:], conv_block=conv_block, kernel_5x5=r.kernel_5x5)
             self.add_module(name, block)
-            self.body.append(name)
+            body.append(name)
             channels = block.out_channels
             if aux_logits and row.name in AUX_HEADS:
                 aux = InceptionAux(channels, num_classes, pool=r.aux_pool(), conv_block=conv_block)
                 self.add_module(AUX_HEADS[row.name], aux)
-                self.aux_taps[name] = AUX_HEADS[row.name]
+                aux_taps[name] = AUX_HEADS[row.name]
+        self.body, self.aux_taps = body, aux_taps
+        # Every head's name, present or not (TorchScript cannot type an empty dict of taps).
+        self.aux_heads = tuple(AUX_HEADS.values())
         self.num_features = channels
 
         # Deviation (both recipes): Table 1's "avg pool 7x7/1" is an adaptive average pool to
@@ -298,11 +309,14 @@ class GoogLeNet(ConvNet):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x = self._stem(x)
         aux: dict[str, torch.Tensor] = {}
-        for name in self.body:
-            x = self.get_submodule(name)(x)
-            if with_aux and name in self.aux_taps:
-                head = self.aux_taps[name]
-                aux[head] = self.get_submodule(head)(x)
+        # The children in the order ``__init__`` registered them: Table 1's rows, each auxiliary
+        # head right after the module it taps. (A loop over named children compiles with
+        # TorchScript; ``get_submodule(name)`` does not.)
+        for name, module in self.named_children():
+            if name in self.body:
+                x = module(x)
+            elif with_aux and name in self.aux_heads:
+                aux[name] = module(x)
         return x, aux
 
     def _forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -312,7 +326,8 @@ class GoogLeNet(ConvNet):
         return self.fc(self.dropout(torch.flatten(self.avgpool(x), 1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | GoogLeNetOutputs:  # type: ignore[override]
-        self.check_input(x)
+        if not torch.jit.is_scripting():
+            self.check_input(x)
         with_aux = self.aux_logits and self.training
         features, aux = self._features_and_aux(x, with_aux)
         logits = self.forward_head(features)

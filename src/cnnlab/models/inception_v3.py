@@ -151,8 +151,8 @@ class InceptionC(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
         d7 = self.branch7x7dbl_1(x)
-        for conv in (self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4, self.branch7x7dbl_5):
-            d7 = conv(d7)
+        d7 = self.branch7x7dbl_3(self.branch7x7dbl_2(d7))
+        d7 = self.branch7x7dbl_5(self.branch7x7dbl_4(d7))
         return _cat([
             self.branch1x1(x),
             b7,
@@ -180,9 +180,7 @@ class InceptionD(nn.Module):
         self.out_channels = ch3x3 + ch7x7x3 + in_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        d7 = self.branch7x7x3_1(x)
-        for conv in (self.branch7x7x3_2, self.branch7x7x3_3, self.branch7x7x3_4):
-            d7 = conv(d7)
+        d7 = self.branch7x7x3_4(self.branch7x7x3_3(self.branch7x7x3_2(self.branch7x7x3_1(x))))
         return _cat([
             self.branch3x3_2(self.branch3x3_1(x)),
             d7,
@@ -441,7 +439,7 @@ class InceptionV3(ConvNet):
                 if aux_logits:
                     self.AuxLogits = InceptionAux(channels, num_classes)
                 names = after_aux
-        self._before_aux, self._after_aux = tuple(before_aux), tuple(after_aux)
+        self._before_aux, self._after_aux = before_aux, after_aux
         self.num_features = channels
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # Table 1: pool 8x8 (global at 299)
         self.dropout = nn.Dropout(p=dropout)
@@ -450,9 +448,14 @@ class InceptionV3(ConvNet):
         # (std 0.1). We use the zoo's He init; it changes no shape and no count.
         init_weights(self)
 
-    def _run(self, names: tuple[str, ...], x: torch.Tensor) -> torch.Tensor:
-        for name in names:
-            x = self._modules[name](x)
+    def _run(self, names: list[str], x: torch.Tensor) -> torch.Tensor:
+        """Apply the children called ``names``, in registration order (the order of the table).
+
+        A loop over named children compiles with TorchScript; ``self._modules[name]`` does not.
+        """
+        for name, module in self.named_children():
+            if name in names:
+                x = module(x)
         return x
 
     def _forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -463,19 +466,27 @@ class InceptionV3(ConvNet):
         return self.fc(torch.flatten(x, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | InceptionOutputs:  # type: ignore[override]
-        if self.AuxLogits is None or not self.training:
-            return super().forward(x)
-        self.check_input(x)
+        aux_head = self.AuxLogits
+        if aux_head is None or not self.training:
+            return self.forward_head(self.forward_features(x))  # ConvNet.forward
+        if not torch.jit.is_scripting():  # Python-only checks: TorchScript skips them
+            self.check_input(x)
         x = self._run(self._before_aux, x)
+        if not torch.jit.is_scripting():
+            self._check_aux_grid(x)
+        aux = aux_head(x)
+        logits = self.forward_head(self._run(self._after_aux, x))
+        return InceptionOutputs(logits, aux)
+
+    @torch.jit.unused
+    def _check_aux_grid(self, x: torch.Tensor) -> None:
+        """A one-line error when the grid is too small for the auxiliary head (training only)."""
         if not isinstance(x, torch.fx.Proxy) and min(x.shape[2], x.shape[3]) < InceptionAux.min_grid:
             raise ValueError(
                 f"{type(self).__name__}'s auxiliary classifier needs the 17x17 grid of a 299x299 "
                 f"input in training mode, got a {x.shape[2]}x{x.shape[3]} grid; train at 299x299, "
                 "build with aux_logits=False or call .eval()"
             )
-        aux = self.AuxLogits(x)
-        logits = self.forward_head(self._run(self._after_aux, x))
-        return InceptionOutputs(logits, aux)
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace ``fc`` and, when present, the auxiliary classifier's ``fc``."""

@@ -5,7 +5,7 @@ Layer types are passed as classes or callables (``norm_layer=nn.BatchNorm2d``), 
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
@@ -14,7 +14,7 @@ from cnnlab.models.base import check_positive_int
 
 __all__ = [
     "ChannelShuffle", "ConvBNAct", "DropPath", "InvertedResidual", "LocalResponseNorm", "SeparableConv2d",
-    "SqueezeExcitation", "channel_shuffle", "init_weights", "make_divisible", "output_size",
+    "SqueezeExcitation", "channel_shuffle", "init_weights", "initialize", "make_divisible", "output_size",
     "smallest_input",
 ]
 
@@ -159,8 +159,9 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     n, c = x.shape[0], x.shape[1]
     if c % groups:
         raise ValueError(f"channel shuffle: {c} channels do not split into {groups} groups")
-    rest = x.shape[2:]
-    return x.reshape(n, groups, c // groups, *rest).transpose(1, 2).reshape(n, c, *rest)
+    # The trailing (spatial) dimensions are folded into one so that TorchScript, which cannot
+    # unpack ``*x.shape[2:]``, compiles this; the copy made by the last reshape is the same.
+    return x.reshape(n, groups, c // groups, -1).transpose(1, 2).reshape(x.shape)
 
 
 class ChannelShuffle(nn.Module):
@@ -237,23 +238,36 @@ def smallest_input(windows: Iterable[tuple[int, int, int, bool]]) -> int:
     return size
 
 
+def initialize(init: Callable[..., torch.Tensor], tensor: torch.Tensor, *args: Any, **kwargs: Any) -> None:
+    """``init(tensor, *args, **kwargs)`` (an ``nn.init`` function), skipped on the meta device.
+
+    The zoo's one way to initialise a tensor. A meta tensor has no values to set, and on meta
+    ``nn.init.normal_`` (so ``kaiming_normal_`` too) runs through ``torch._refs``, whose
+    ``torch._disable_dynamo`` wrapper imports ``torch._dynamo`` on first use: about 1.5 s of
+    start-up for building a model the analyzer only needs the shapes of. On a real device the
+    call, and so the random stream, is exactly ``init``'s.
+    """
+    if not tensor.is_meta:
+        init(tensor, *args, **kwargs)
+
+
 def init_weights(module: nn.Module) -> None:
     """He (fan-out) init for convs, N(0, 0.01) for linear layers, unit/zero for norms.
 
-    Works on the meta device (the init functions are no-ops there).
+    Does nothing to meta tensors (see ``initialize``).
     """
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            initialize(nn.init.kaiming_normal_, m.weight, mode="fan_out", nonlinearity="relu")
             if m.bias is not None:
-                nn.init.zeros_(m.bias)
+                initialize(nn.init.zeros_, m.bias)
         elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0.0, 0.01)
+            initialize(nn.init.normal_, m.weight, 0.0, 0.01)
             if m.bias is not None:
-                nn.init.zeros_(m.bias)
+                initialize(nn.init.zeros_, m.bias)
         elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)) and m.affine:
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+            initialize(nn.init.ones_, m.weight)
+            initialize(nn.init.zeros_, m.bias)
 
 
 class InvertedResidual(nn.Module):
@@ -341,8 +355,17 @@ class InvertedResidual(nn.Module):
         self.unshuffle = ChannelShuffle(out_channels // groups) if groups > 1 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Spelled out rather than a loop over a tuple of optional modules, which TorchScript
+        # cannot compile.
         out = x
-        for layer in (self.expand, self.shuffle, self.depthwise, self.se, self.project, self.unshuffle):
-            if layer is not None:
-                out = layer(out)
+        if self.expand is not None:
+            out = self.expand(out)
+        if self.shuffle is not None:
+            out = self.shuffle(out)
+        out = self.depthwise(out)
+        if self.se is not None:
+            out = self.se(out)
+        out = self.project(out)
+        if self.unshuffle is not None:
+            out = self.unshuffle(out)
         return x + out if self.use_residual else out

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.models.base import ConvNet, check_positive_int, lookup
+from cnnlab.models.layers import initialize
 from cnnlab.registry import Paper, register_model
 
 PAPER = Paper(
@@ -237,8 +238,8 @@ class LeNet5(ConvNet):
             else:
                 continue
             bound = 2.4 / fan_in
-            nn.init.uniform_(m.weight, -bound, bound)
-            nn.init.uniform_(m.bias, -bound, bound)
+            initialize(nn.init.uniform_, m.weight, -bound, bound)
+            initialize(nn.init.uniform_, m.bias, -bound, bound)
 
     def _forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.f6_act(self.f6(torch.flatten(self.features(x), 1)))

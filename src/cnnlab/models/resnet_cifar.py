@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.models.base import ConvNet, check_positive_int, check_probability
+from cnnlab.models.base import ConvNet, check_positive_int, check_probability, units_for_depth
 from cnnlab.models.layers import init_weights
 from cnnlab.models.resnet import (
     PAPER,
@@ -149,11 +149,9 @@ class CifarResNet(ConvNet):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
-def _blocks_per_stage(depth: int, layers_per_block: int, extra: int, rule: str) -> int:
-    n, remainder = divmod(depth - extra, 3 * layers_per_block)
-    if isinstance(depth, bool) or remainder or n < 1:
-        raise ValueError(f"depth must be {rule} with n >= 1 (e.g. {3 * layers_per_block + extra}), got {depth}")
-    return n
+def _blocks_per_stage(depth: int, layers_per_block: int, extra: int) -> int:
+    """n of a ``depth = 3 * layers_per_block * n + extra`` net: three stages of n blocks."""
+    return units_for_depth(depth, 3 * layers_per_block, extra)
 
 
 def resnet_cifar(
@@ -166,7 +164,7 @@ def resnet_cifar(
 ) -> CifarResNet:
     """He et al. 2015, §4.2: ResNet-``depth`` for CIFAR, depth = 6n + 2 (20, 32, 44, 56, 110,
     1202), widths 16, 32, 64, option A shortcuts unless ``shortcut="B"``."""
-    n = _blocks_per_stage(depth, 2, 2, "6n + 2")
+    n = _blocks_per_stage(depth, 2, 2)
     return CifarResNet(
         block=BasicBlock, expansion=1, blocks_per_stage=n, stage_planes=(16, 32, 64), stem_channels=16,
         preact=False, shortcut=shortcut, num_classes=num_classes, in_channels=in_channels,
@@ -188,11 +186,11 @@ def preact_resnet_cifar(
     -1001). ``shortcut`` defaults to the paper's: option A for basic blocks (as in the 2015
     paper), projections ("B") for bottlenecks (Appendix)."""
     if bottleneck:
-        n = _blocks_per_stage(depth, 3, 2, "9n + 2")
+        n = _blocks_per_stage(depth, 3, 2)
         # Stride on the 3x3, as in the authors' resnet-1k-layers code and pytorchcv.
         block: BlockFactory = functools.partial(PreActBottleneck, stride_on_3x3=True)
     else:
-        n = _blocks_per_stage(depth, 2, 2, "6n + 2")
+        n = _blocks_per_stage(depth, 2, 2)
         block = PreActBasicBlock
     return CifarResNet(
         block=block, expansion=4 if bottleneck else 1, blocks_per_stage=n, stage_planes=(16, 32, 64),
@@ -214,7 +212,7 @@ def wide_resnet_cifar(
     16k, 32k, 64k filters after a 16-filter 3x3 stem), depth = 6n + 4, pre-activation basic
     blocks B(3,3) with projection shortcuts where the width changes, ``dropout`` between the two
     convs of each block (§2.4; 0.3 in the paper's CIFAR dropout experiments, §3)."""
-    n = _blocks_per_stage(depth, 2, 4, "6n + 4")
+    n = _blocks_per_stage(depth, 2, 4)
     check_positive_int("width_mult (the widening factor k)", width_mult)
     check_probability("dropout", dropout)
     k = width_mult
@@ -238,7 +236,7 @@ def resnext_cifar(
     ``base_width`` channels per group in the first stage, doubling per stage ("8x64d":
     grouped 3x3s of 512, 1024, 2048 channels), outputs 256, 512, 1024, a 64-filter 3x3 stem
     and projection shortcuts (conv + BN)."""
-    n = _blocks_per_stage(depth, 3, 2, "9n + 2")
+    n = _blocks_per_stage(depth, 3, 2)
     if groups < 1 or base_width < 1:
         raise ValueError(f"groups and base_width must be positive, got {groups} and {base_width}")
     # Bottleneck's 3x3 width is int(planes * base_width / 64) * groups: planes 64, 128, 256
@@ -282,12 +280,17 @@ for _groups, _width in ((8, 64), (16, 64), (32, 4)):
     )
 
 # Any valid depth (and width, cardinality) by name: resnet{6n+2}_cifar, wrn{6n+4}_{k}_cifar,
-# resnext{9n+2}_{c}x{d}d_cifar; the builders reject invalid ones with a one-line error.
-register_pattern("resnet{depth}_cifar", resnet_cifar, family="ResNet", paper=PAPER, **_CIFAR)
+# resnext{9n+2}_{c}x{d}d_cifar. ``check`` rejects an invalid depth as soon as the name is looked
+# up (``model_info`` too), with the builders' one-line error; the other integers are all valid.
+register_pattern(
+    "resnet{depth}_cifar", resnet_cifar, family="ResNet", paper=PAPER, **_CIFAR,
+    check=lambda depth: _blocks_per_stage(depth, 2, 2),
+)
 register_pattern(
     "wrn{depth}_{width_mult}_cifar", wide_resnet_cifar, family="Wide ResNet", paper=WRN_PAPER, **_CIFAR,
+    check=lambda depth, width_mult: _blocks_per_stage(depth, 2, 4),
 )
 register_pattern(
     "resnext{depth}_{groups}x{base_width}d_cifar", resnext_cifar, family="ResNeXt", paper=RESNEXT_PAPER,
-    **_CIFAR,
+    **_CIFAR, check=lambda depth, groups, base_width: _blocks_per_stage(depth, 3, 2),
 )

@@ -276,8 +276,11 @@ class _ShuffleNetV2Base(ConvNet):
 
     def _forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.conv1(x))
-        for name in self.stage_names:
-            x = self.get_submodule(name)(x)
+        # The stages in registration order (a loop over named children compiles with
+        # TorchScript; ``get_submodule(name)`` does not).
+        for name, module in self.named_children():
+            if name in self.stage_names:
+                x = module(x)
         return self.conv5(x)
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:

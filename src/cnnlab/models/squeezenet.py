@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from cnnlab.models.base import ConvNet, check_probability
-from cnnlab.models.layers import smallest_input
+from cnnlab.models.layers import initialize, smallest_input
 from cnnlab.registry import Paper, register_model
 
 PAPER = Paper(
@@ -100,7 +100,7 @@ class Fire(nn.Module):
         )
         if self.bypass_kind == "identity":
             out = out + x  # §6: the bypass is added to the Fire module's (post-ReLU) output
-        elif self.bypass_kind == "conv":
+        elif hasattr(self, "bypass"):  # the "conv" kind; TorchScript resolves hasattr statically
             out = out + self.bypass(x)
         return out
 
@@ -247,7 +247,7 @@ class SqueezeNet(ConvNet):
         layers: list[nn.Module] = []
         windows: list[tuple[int, int, int, bool]] = []
         channels = in_channels
-        self.fire_names: dict[str, int] = {}  # "fire2" -> index in ``features``
+        fire_names: dict[str, int] = {}  # "fire2" -> index in ``features``
         for row in MACRO[version]:
             if isinstance(row, Conv):
                 layers += [nn.Conv2d(channels, row.out_channels, row.kernel, row.stride), nn.ReLU(inplace=True)]
@@ -263,9 +263,11 @@ class SqueezeNet(ConvNet):
                     kind = "identity"
                 elif bypass == "complex":
                     kind = "conv"
-                self.fire_names[row.name] = len(layers)
+                fire_names[row.name] = len(layers)
                 layers.append(Fire(channels, *widths, bypass=kind))
                 channels = widths.out_channels
+        # Stored once filled: TorchScript warns about attributes annotated as empty containers.
+        self.fire_names = fire_names
         self.features = nn.Sequential(*layers)
         self.num_features = channels
         self.min_input_size = smallest_input(windows)
@@ -286,11 +288,11 @@ class SqueezeNet(ConvNet):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 if m is final:
-                    nn.init.normal_(m.weight, mean=0.0, std=0.01)
+                    initialize(nn.init.normal_, m.weight, mean=0.0, std=0.01)
                 else:
-                    nn.init.kaiming_uniform_(m.weight)
+                    initialize(nn.init.kaiming_uniform_, m.weight)
                 if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+                    initialize(nn.init.zeros_, m.bias)
 
     def fire(self, name: str) -> Fire:
         """The Fire module called ``name`` in Table 1 (``"fire2"`` ... ``"fire9"``)."""
