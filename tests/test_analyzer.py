@@ -558,3 +558,22 @@ def test_bad_input_size(bad) -> None:
         return
     with pytest.raises(ValueError, match="input_size"):
         analyze(nn.Linear(8, 2), bad)
+
+
+@pytest.mark.parametrize(
+    "bad, error, message",
+    [
+        (torch.zeros(1, 3, 8, 8), TypeError, r"got a tensor of shape \(1, 3, 8, 8\); to analyse with that tensor, pass inputs=\(tensor,\)"),
+        ((99999999999999999999, 3, 224, 224), ValueError, r"is too large: more than 2\^62 bytes of torch.float32"),
+        ((1, 3, 10**9, 10**9), ValueError, "is too large"),
+        ((1, 3, "8", 8), ValueError, "must hold positive integers, got str in a shape of length 4"),
+        ((1, 3, True, 8), ValueError, "must hold positive integers, got True"),
+        ((8,), ValueError, r"full input shape with the batch dimension, e.g. \(1, 3, 224, 224\); got \(8,\)"),
+    ],
+)
+def test_input_size_errors_say_what_was_given(bad, error, message) -> None:
+    """Issue 9 §6: a tensor's values are never pasted into the message, a huge size is 'too
+    large' (not 'must be the full shape'), and nothing reaches torch's own overflow errors."""
+    with pytest.raises(error, match=message) as info:
+        analyze(nn.Linear(8, 2), bad)
+    assert "\n" not in str(info.value) and "tensor([" not in str(info.value)

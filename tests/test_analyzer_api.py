@@ -277,12 +277,61 @@ def test_tied_and_shared_modules_count_once_in_training_mode() -> None:
     assert model.training
 
 
-def test_scripted_model_is_analysed_in_place_and_restored() -> None:
+def _scripted(module: nn.Module, trace: bool = False) -> torch.jit.ScriptModule:
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.jit.script is deprecated
-        scripted = torch.jit.script(conv_bn().train())
-    a = analyze(scripted, (1, 3, 8, 8), device="cpu")
-    assert a.macs == 4 * 36 * 27 and scripted.training
+        warnings.simplefilter("ignore")  # torch.jit.script and trace are deprecated
+        return torch.jit.trace(module, torch.zeros(1, 3, 8, 8)) if trace else torch.jit.script(module)
+
+
+# conv_bn on 1x3x8x8: 4x6x6 = 144 outputs. MACs 144·27 = 3,888; FLOPs: conv 2·3,888 + 144 (bias)
+# = 7,920, eval BN 2·144 = 288: 8,208 (BN in training mode, 7·144, would make it 8,928).
+CONV_BN_MACS, CONV_BN_FLOPS = 3888, 8208
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+@pytest.mark.parametrize("trace", [False, True])
+def test_scripted_or_traced_model_runs_in_eval_mode_and_is_left_as_it_was(trace: bool, device: str) -> None:
+    # A trace records the mode it was traced in (its graph is fixed): trace in eval mode, then
+    # set the flag; a scripted module switches its compiled forward with the flag.
+    model = _scripted(conv_bn().eval(), trace).train()
+    bn = getattr(model, "1")
+    running_mean = bn.running_mean.clone()
+    a = analyze(model, (1, 3, 8, 8), device=device)
+    assert (a.macs, a.flops, a.complete) == (CONV_BN_MACS, CONV_BN_FLOPS, True)
+    assert a.params == 4 * 27 + 4 + 8
+    assert model.training and bn.training and "training" not in model.__dict__
+    assert torch.equal(bn.running_mean, running_mean) and bn.running_mean.device.type == "cpu"
+    model.eval()  # the compiled flag and the attribute still agree
+    assert not model.training and not model._c.getattr("training")
+
+
+def test_scripted_model_in_its_dtype_on_meta() -> None:
+    a = analyze(_scripted(conv_bn().eval().half()), (1, 3, 8, 8))
+    assert a.model_size_bytes == 2 * CONV_BN_FLOATS + INT64_BYTES and a.macs == CONV_BN_MACS
+
+
+class _ReadsValues(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool(x.sum() > 0):
+            return x * 2
+        return x
+
+
+def test_scripted_model_that_cannot_run_on_meta_says_so_in_one_line() -> None:
+    with pytest.raises(ValueError) as info:
+        analyze(_scripted(_ReadsValues()), (1, 3, 4, 4))
+    assert str(info.value) == 'this RecursiveScriptModule cannot run on the meta device; analyse it with device="cpu"'
+    # zeros on cpu: the sum (48) and the comparison (1), then x is returned as it is
+    assert analyze(_scripted(_ReadsValues()), (1, 3, 4, 4), device="cpu").flops == 48 + 1
+
+
+def test_zoo_resnet18_scripted_counts_as_eager() -> None:
+    eager = analyze(cnnlab.create_model("resnet18"), (1, 3, 64, 64))
+    scripted = _scripted(cnnlab.create_model("resnet18").train())
+    for device in ("meta", "cpu"):
+        a = analyze(scripted, (1, 3, 64, 64), device=device)
+        assert (a.macs, a.flops, a.mem_access, a.receptive_field) == (
+            eager.macs, eager.flops, eager.mem_access, eager.receptive_field)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -93,6 +93,51 @@ def test_meta_and_cpu_agree(name: str) -> None:
     assert meta.complete and cpu.complete, (meta.uncounted_ops, cpu.uncounted_ops)
     assert (meta.macs, meta.flops) == (cpu.macs, cpu.flops)
     assert meta.receptive_field == cpu.receptive_field
+    if name not in RNN_MODELS:  # attention runs its math path on the CPU too: every total agrees
+        assert meta.total == cpu.total
+
+
+# PyTorch's meta and CPU RNN paths differ in their intermediate tensors whatever the flags, so
+# only their MACs, FLOPs and fields agree (docs/counting_rules.md).
+RNN_MODELS = {"lstm", "lstm_bidirectional_no_bias", "gru"}
+
+
+@pytest.mark.parametrize("name", ["mha", "mha_weights", "transformer_layer", "transformer_layer_gelu", "sdpa_mask", "lstm"])
+def test_fused_kernel_rules_count_like_the_math_path(name: str, monkeypatch) -> None:
+    """With the analysis' switch to attention's math path turned off, the CPU runs the fused
+    kernels themselves; their rules must still give the math path's MACs and FLOPs."""
+    import contextlib
+
+    import cnnlab.analysis
+
+    build, shape = MODELS[name]
+    torch.manual_seed(0)
+    model = build().eval()
+    meta = analyze(model, shape)
+    monkeypatch.setattr(cnnlab.analysis, "_math_attention", lambda device: contextlib.nullcontext())
+    cpu = analyze(model, shape, device="cpu")
+    assert cpu.complete, cpu.uncounted_ops
+    assert (meta.macs, meta.flops) == (cpu.macs, cpu.flops)
+
+
+def test_cpu_analysis_restores_attention_switches() -> None:
+    """The math-path switches are process-wide: an analysis restores them, also when it fails."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    class Fails(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            assert not torch.backends.mha.get_fastpath_enabled()
+            raise RuntimeError("boom")
+
+    with sdpa_kernel([SDPBackend.MATH, SDPBackend.FLASH_ATTENTION]):
+        before = (torch.backends.mha.get_fastpath_enabled(), torch.backends.cuda.flash_sdp_enabled(),
+                  torch.backends.cuda.mem_efficient_sdp_enabled())
+        analyze(SelfAttention(False).eval(), (1, 16, 64), device="cpu")
+        with pytest.raises(RuntimeError, match="boom"):
+            analyze(Fails(), (1, 4), device="cpu")
+        after = (torch.backends.mha.get_fastpath_enabled(), torch.backends.cuda.flash_sdp_enabled(),
+                 torch.backends.cuda.mem_efficient_sdp_enabled())
+    assert before == after == (True, True, False)
 
 
 def test_fused_paths_are_the_ones_counted() -> None:

@@ -242,3 +242,31 @@ def test_torchvision_models() -> None:
     for build in (tv.models.efficientnet_b0, tv.models.mobilenet_v3_large):
         with_se = field(lambda: build(weights=None))
         assert with_se == field(lambda: _without(build(weights=None), SqueezeExcitation)) > 224
+
+
+class PaddedBatch(nn.Module):
+    """An image written into a larger zero buffer, as torchvision's detection transform batches
+    images (``buffer[..., :h, :w].copy_(image)``) or as ``buffer[..., 2:18, 2:18] = image``, then
+    two 3x3 convs: the buffer holds the image, so the fields are 3 and 5, not none."""
+
+    def __init__(self, assign: bool) -> None:
+        super().__init__()
+        self.assign = assign
+        self.c = nn.Conv2d(3, 4, 3)
+        self.d = nn.Conv2d(4, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        buffer = x.new_zeros(1, 3, 20, 20)
+        if self.assign:
+            buffer[:, :, 2:18, 2:18] = x
+        else:
+            buffer[:, :, :16, :16].copy_(x)
+        return self.d(self.c(buffer))
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+@pytest.mark.parametrize("assign", [False, True])
+def test_a_write_into_a_view_reaches_its_base(assign: bool, device: str) -> None:
+    a = analyze(PaddedBatch(assign), (1, 3, 16, 16), device=device)
+    rows = {r["name"]: r["receptive_field"] for r in a.layers}
+    assert (rows["c"], rows["d"], a.receptive_field, a.jump) == (3, 5, 5, 1)

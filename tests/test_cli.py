@@ -35,7 +35,7 @@ def test_models_csv_and_json_are_exact(capsys) -> None:
     assert main(["models", "vgg16", "--format", "csv"]) == 0
     (row,) = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert row["params"] == "138357544" and row["macs"] == "15470264320"
-    assert row["complete"] == "True" and row["match"] == "True" and row["input_size"] == "3x224x224"
+    assert row["complete"] == "true" and row["match"] == "true" and row["input_size"] == "3x224x224"
     assert main(["models", "vgg16", "--format", "json"]) == 0
     (record,) = json.loads(capsys.readouterr().out)
     assert record["macs"] == 15470264320 and record["complete"] is True and record["match"] is True

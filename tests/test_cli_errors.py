@@ -78,7 +78,29 @@ FILES = {
     "inputs.py": (
         "def make_inputs(device, dtype):\n"
         "    raise KeyError('no such input')\n"  # line 2
+        "def no_arguments():\n"
+        "    return ()\n"
     ),
+    # a script's top level that exits (sys.exit, or its own argparse giving up) on import
+    "exits.py": "import sys\nfrom torch import nn\nnet = nn.Conv2d(3, 4, 3)\nsys.exit(0)\n",  # line 4
+    "script.py": (
+        "import argparse\n"
+        "from torch import nn\n"
+        "parser = argparse.ArgumentParser()\n"
+        "parser.add_argument('--lr', type=float, required=True)\n"
+        "args = parser.parse_args()\n"  # line 5: sees its own argv, not cnnlab's
+        "net = nn.Conv2d(3, 4, 3)\n"
+    ),
+    "fwd_exit.py": (
+        "import sys\n"
+        "from torch import nn\n"
+        "class Net(nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        sys.exit(3)\n"  # line 5
+    ),
+    "typed.py": "from torch import nn\ndef make(width: int = 8):\n    return nn.Conv2d(3, width, 3)\n",
+    "upsample.py": "from torch import nn\nnet = nn.Sequential(nn.Conv2d(3, 3, 1), nn.Upsample(scale_factor=100000))\n",
+    "not_python": "from torch import nn\nnet = nn.Conv2d(3, 4, 3)\n",
 }
 
 
@@ -86,6 +108,7 @@ FILES = {
 def files(tmp_path: Path) -> Path:
     for name, source in FILES.items():
         (tmp_path / name).write_text(source)
+    (tmp_path / "folder.py").mkdir()
     return tmp_path
 
 
@@ -117,12 +140,14 @@ CASES = [
     (["profile", "{d}/factory.py:nested", "--input", "3x8x8", "--arg", "depth=3"], 2,
      ["--arg depth: nested() does not accept 'depth'; it accepts width"], []),
     (["profile", "{d}/factory.py:seq", "--input", "3x8x8", "--arg", "width=3"], 2, ["module instance"], []),
-    (["profile", "{d}/factory.py:number", "--input", "3"], 2, ["not an nn.Module"], []),
+    (["profile", "{d}/factory.py:number", "--input", "3"], 2, ["factory.py:number is an int, not an nn.Module"], []),
     (["profile", "{d}/factory.py:not_a_model", "--input", "3"], 2, ["returned int, not an nn.Module"], []),
     (["profile", "{d}/factory.py:seq", "--input", "3x8x8", "--inputs", "{d}/inputs.py:make_inputs"], 2, ["not both"], []),
     (["profile", "resnet50", "--inputs", "{d}/inputs.py:make_inputs"], 2, ["--inputs is for your own models"], []),
     (["profile", "resnet50", "--arg", "groups=[1,2]"], 2, ["--arg groups expects an integer, got [1, 2]"], []),
     (["profile", "resnet50", "--arg", "dropout=abc"], 2, ["--arg dropout expects a number, got 'abc'"], []),
+    (["profile", "resnet50", "--arg", "num_classes=99999999999999999999999"], 2,
+     ["--arg num_classes=99999999999999999999999: too large, torch takes 64-bit integers"], ["Overflow"]),
     (["profile", "resnet50", "--arg", "in_channels=0"], 2, ["in_channels must be a positive integer"], []),
     (["profile", "resnet50", "--input", "3x224x224x5"], 2, ["one image", "4 values"], ["unsqueeze"]),
     (["profile", "resnet50", "--input", "99999999999999999999"], 2, ["too large"], ["full shape"]),
@@ -134,6 +159,40 @@ CASES = [
     (["profile", "{d}/factory.py:Nope!", "--input", "3"], 2, ["after the colon"], []),
     (["rf", "vgg11", "--input", "0"], 2, ["must be positive"], []),
     (["models", "resnet"], 2, ["did you mean 'resnet*'?"], []),
+    # the user's code exits: exit 1 with where and why, never cnnlab ending silently
+    (["profile", "{d}/exits.py:net", "--input", "3x8x8"], 1,
+     ["importing ", "exits.py failed: SystemExit at ", "exits.py:4: the code called sys.exit(0)",
+      "if __name__ == '__main__':"], []),
+    (["profile", "{d}/script.py:net", "--input", "3x8x8"], 1,
+     ["script.py:5: the code called sys.exit(2)", "(it printed: script.py: error: the following arguments are "
+      "required: --lr)"], ["usage:"]),
+    (["profile", "{d}/fwd_exit.py:Net", "--input", "3x8x8"], 1,
+     ["SystemExit in the model's forward (Net) at ", "fwd_exit.py:5: the code called sys.exit(3)"], []),
+    (["profile", "{d}/factory.py:make", "--input", "3x8x8", "--arg", "width=5"], 1,
+     ["factory.py:make --arg width=5: TypeError at ", "factory.py:3: width 5 is not supported"], []),
+    # the user's factory declares its types: checked like a registered model's
+    (["profile", "{d}/typed.py:make", "--input", "3x8x8", "--arg", "width=2.5"], 2,
+     ["--arg width expects an integer, got 2.5"], []),
+    (["profile", "{d}/factory.py:seq", "--inputs", "{d}/inputs.py:no_arguments"], 2,
+     ["--inputs ", "inputs.py:no_arguments: the constructor is called as FUNC(device, dtype)"], []),
+    (["profile", "{d}/factory.py:seq", "--inputs", "{d}/inputs.py:make_inputs", "--batch", "2"], 2,
+     ["with --inputs your constructor makes the tensors, batch included"], []),
+    # sizes torch cannot hold: the command line's numbers, never a crash or "the full shape"
+    (["profile", "resnet50", "--input", "1000000000"], 2,
+     ["an input of 1x3x1000000000x1000000000 is 1.2e+19 bytes, more than a tensor can hold"], []),
+    (["profile", "resnet50", "--batch", "99999999999999999999"], 2,
+     ["--batch 99999999999999999999 is too large (at most 2,147,483,647)"], ["full input shape"]),
+    (["profile", "{d}/upsample.py:net", "--input", "3x100000x100000"], 2,
+     ["RuntimeError in module '1' (Upsample)", "the input is too large for this model"], []),
+    # names that are not names
+    (["profile", "RESNET50"], 2, ["unknown model 'RESNET50'; did you mean 'resnet50'? (names are lower case)"], []),
+    (["info", "ResNet50"], 2, ["did you mean 'resnet50'?"], []),
+    (["info", "{d}/factory.py:seq"], 2, ["info describes registered models; for your own model run `cnnlab profile "], []),
+    (["profile", "{d}/factory.py", "--input", "3"], 2, ["factory.py' is a file: name the model in it, e.g. "], []),
+    (["profile", "{d}/nothing.py"], 2, ["nothing.py', nor a registered model"], []),
+    (["profile", "{d}/not_python:net", "--input", "3"], 2, ["not_python' is not a .py file"], []),
+    (["profile", "{d}/folder.py:Net", "--input", "3"], 2, ["folder.py' is a directory"], []),
+    (["profile", "resnet50", "--bogus"], 2, ["unrecognized arguments: --bogus (see `cnnlab profile --help`)"], []),
     (["models", "--format", "xml"], 2, ["invalid choice"], []),
 ]
 
@@ -159,7 +218,8 @@ def test_traceback_option_shows_the_whole_trace(files) -> None:
     )
     assert proc.returncode == 1
     assert proc.stderr.startswith("Traceback") and 'fwd_runtime.py", line 4, in forward' in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].startswith("cnnlab: error: ")
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("cnnlab: error: ") and "--traceback" not in last  # the trace is above it
 
 
 def test_without_traceback_the_subprocess_prints_one_line(files) -> None:

@@ -37,6 +37,25 @@ USER = (
     "    def forward(self, x):\n"
     "        return self.c(torch.special.bessel_j0(x))\n"
     "identity = nn.Sequential(nn.ReLU())\n"
+    "class Attention(nn.Module):\n"  # attention over all positions: the field is the whole input
+    "    def __init__(self):\n"
+    "        super().__init__()\n"
+    "        self.c = nn.Conv2d(3, 16, 3, padding=1)\n"
+    "        self.a = nn.MultiheadAttention(16, 2, batch_first=True)\n"
+    "    def forward(self, x):\n"
+    "        y = self.c(x)\n"
+    "        t = y.flatten(2).transpose(1, 2)\n"
+    "        t, _ = self.a(t, t, t)\n"
+    "        return t.transpose(1, 2).reshape(y.shape)\n"
+    "mlp = nn.Sequential(nn.Linear(32, 2))\n"
+    "class Chatty(nn.Module):\n"  # prints while it runs: stdout must stay the table/JSON
+    "    def __init__(self):\n"
+    "        super().__init__()\n"
+    "        print('building')\n"
+    "        self.c = nn.Conv2d(3, 4, 3)\n"
+    "    def forward(self, x):\n"
+    "        print('running')\n"
+    "        return self.c(x)\n"
 )
 
 
@@ -131,7 +150,7 @@ def test_compare_formats_and_zero_baseline(user, capsys) -> None:
     assert set(data["models"][0]["total"]) == profile_keys
     assert main(["compare", "vgg11", "vgg13", "--input", "32", "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    assert rows[1]["model"] == "vgg13" and rows[1]["complete"] == "True" and rows[0]["macs"].isdigit()
+    assert rows[1]["model"] == "vgg13" and rows[1]["complete"] == "true" and rows[0]["macs"].isdigit()
     assert main(["compare", "vgg11", "vgg13", "--input", "32", "--format", "markdown"]) == 0
     assert capsys.readouterr().out.startswith("| model | input | params | MACs")
 
@@ -154,3 +173,35 @@ def test_tables_use_readable_units_and_json_exact_integers(capsys) -> None:
     assert "15.47 G" in out
     assert main(["profile", "vgg16", "--format", "json"]) == 0
     assert _json(capsys)["total"]["macs"] == 15_470_264_320
+
+
+def test_rf_says_whole_and_no_field(user, capsys) -> None:
+    assert main(["rf", f"{user}:Attention", "--input", "3x8x8"]) == 0
+    out = capsys.readouterr().out
+    assert "8 (whole)" in out
+    assert out.rstrip().endswith("receptive field of the deepest spatial feature map: the whole input (8) on a 1x3x8x8 input")
+    assert main(["rf", f"{user}:Attention", "--input", "3x8x8", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(r["name"], r["receptive_field"], r["whole"]) for r in rows] == [
+        ("c", "3", "false"), ("a", "8", "true"), ("(total)", "8", "true")]
+    assert main(["rf", f"{user}:Attention", "--input", "3x8x8", "--format", "json"]) == 0
+    data = _json(capsys)
+    assert data["whole"] is True and data["receptive_field"] == 8 and data["jump"] is None
+    assert main(["rf", f"{user}:mlp", "--input", "32"]) == 0
+    assert "no receptive field: the input 1x32 has no spatial dimensions" in capsys.readouterr().out
+
+
+def test_compare_marks_whole_fields_and_tiny_ratios(user, capsys) -> None:
+    assert main(["compare", "vgg11", f"{user}:Attention", "--input", "3x32x32"]) == 0
+    row = capsys.readouterr().out.splitlines()[3]
+    assert row.startswith(f"{user}:Attention") and "32 (whole)" in row and "(<0.01x)" in row and "0.00x" not in row
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_what_the_user_code_prints_goes_to_stderr(user, capsys, fmt) -> None:
+    assert main(["profile", f"{user}:Chatty", "--input", "3x8x8", "--format", fmt]) == 0
+    captured = capsys.readouterr()
+    assert "building" not in captured.out and "running" not in captured.out
+    assert "building" in captured.err and "running" in captured.err
+    if fmt == "json":
+        assert json.loads(captured.out)["total"]["macs"] == 4 * 6 * 6 * 27

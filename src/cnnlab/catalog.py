@@ -32,6 +32,7 @@ import cnnlab
 __all__ = [
     "Knob",
     "ZooRow",
+    "annotation_text",
     "cache_dir",
     "match_models",
     "model_knobs",
@@ -103,7 +104,8 @@ class Knob:
         return types is None or any(_TYPE_CHECKS[t](value) for t in types)
 
 
-def _annotation_text(annotation: Any) -> str:
+def annotation_text(annotation: Any) -> str:
+    """A parameter's annotation as written (``"int | None"``), ``""`` when there is none."""
     if annotation is inspect.Parameter.empty:
         return ""
     if isinstance(annotation, str):
@@ -130,7 +132,7 @@ def model_knobs(name: str) -> list[Knob]:
         default = variant.get(param.name, param.default)
         if default is inspect.Parameter.empty:
             default = None
-        knobs.append(Knob(param.name, default, _annotation_text(param.annotation)))
+        knobs.append(Knob(param.name, default, annotation_text(param.annotation)))
     return knobs
 
 

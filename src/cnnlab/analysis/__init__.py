@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
+import math
+import re
 import threading
+import warnings
 from typing import Sequence
 
 import torch
@@ -27,24 +31,81 @@ from cnnlab.analysis.rules import conv_kind
 __all__ = ["analyze", "Analysis", "human_count"]
 
 
-def _validate_input_size(input_size: Sequence[int]) -> tuple[int, ...]:
-    try:
-        shape = tuple(int(v) for v in input_size)
-    except (TypeError, ValueError):
-        raise ValueError(f"input_size must be a sequence of positive integers, got {input_size!r}") from None
-    if len(shape) < 2 or any(v < 1 for v in shape) or any(
-        isinstance(v, bool) or float(v) != int(v) for v in input_size
-    ):
-        raise ValueError(
-            f"input_size must be the full input shape with the batch dimension, e.g. (1, 3, 224, 224); got {input_size!r}"
+# The largest input the analysis accepts: torch's storage sizes are signed 64-bit byte counts.
+_MAX_INPUT_BYTES = 2**62
+
+
+def _validate_input_size(input_size: Sequence[int], dtype: torch.dtype) -> tuple[int, ...]:
+    """``input_size`` as a tuple of positive ints, or a one-line error that names what was given
+    (its type and length, never a tensor's values)."""
+    if isinstance(input_size, torch.Tensor):
+        raise TypeError(
+            f"input_size is a shape such as (1, 3, 224, 224), got a tensor of shape {tuple(input_size.shape)}; "
+            "to analyse with that tensor, pass inputs=(tensor,)"
         )
-    return shape
+    if isinstance(input_size, (str, bytes)) or not isinstance(input_size, Sequence):
+        raise ValueError(f"input_size must be a sequence of positive integers such as (1, 3, 224, 224), got {type(input_size).__name__}")
+    shape = []
+    for v in input_size:
+        whole = isinstance(v, int) or (isinstance(v, float) and v.is_integer())
+        if isinstance(v, bool) or not whole or v < 1:
+            shown = repr(v) if isinstance(v, (int, float)) else type(v).__name__
+            raise ValueError(f"input_size must hold positive integers, got {shown} in a shape of length {len(input_size)}")
+        shape.append(int(v))
+    if len(shape) < 2:
+        raise ValueError(
+            f"input_size must be the full input shape with the batch dimension, e.g. (1, 3, 224, 224); got {tuple(shape)}"
+        )
+    if math.prod(shape) * dtype.itemsize > _MAX_INPUT_BYTES:
+        raise ValueError(f"input_size {tuple(shape)} is too large: more than 2^62 bytes of {dtype}")
+    return tuple(shape)
 
 
 # Analyses run a structural copy of the model in eval mode. A model that cannot be copied (a
 # scripted one) is switched to eval in place, its flags restored afterwards: one such forward
 # at a time, or two threads would restore each other's flags mid-pass.
 _IN_PLACE_LOCK = threading.RLock()
+
+
+_MATH_LOCK = threading.Lock()
+_math_users = 0
+_math_saved: list = []
+
+
+@contextlib.contextmanager
+def _math_attention(device: torch.device):
+    """Attention's math path on a real device, as on meta, for the forward under analysis.
+
+    ``nn.MultiheadAttention``/``nn.TransformerEncoderLayer``'s fast path and SDPA's fused
+    kernels count the same MACs and FLOPs (their rules follow the math path), but they write no
+    intermediate tensors, so memory access and activations would differ from an analysis on
+    meta. Both switches are process-wide: they are set by the first analysis that enters and
+    restored by the last that leaves (other threads' forwards meanwhile compute the same values
+    by the math path). The RNN kernels are left alone: PyTorch's CPU and meta RNN paths differ
+    in their intermediates whatever the flags (see docs/counting_rules.md).
+    """
+    global _math_users
+    if device.type == "meta":
+        yield
+        return
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with _MATH_LOCK:
+        if _math_users == 0:
+            kernel = sdpa_kernel(SDPBackend.MATH)
+            _math_saved[:] = [torch.backends.mha.get_fastpath_enabled(), kernel]
+            kernel.__enter__()
+            torch.backends.mha.set_fastpath_enabled(False)
+        _math_users += 1
+    try:
+        yield
+    finally:
+        with _MATH_LOCK:
+            _math_users -= 1
+            if _math_users == 0:
+                fastpath, kernel = _math_saved
+                torch.backends.mha.set_fastpath_enabled(fastpath)
+                kernel.__exit__(None, None, None)
 
 
 class _Walk:
@@ -142,17 +203,65 @@ def _analysed_model(
     if all(fits(t) for t in walk.tensors):
         if not any(m.training for _, m in walk.modules):
             return model, walk, False  # nothing to change: no copy at all
+        if isinstance(model, torch.jit.ScriptModule):
+            clone = _script_copy(model, device, dtype)
+            return clone, _Walk(clone), False
         clones: dict[int, nn.Module] = {}
         clone = structural_copy(model, walk.tensors, clones)
         if clone is None:
             return model, walk, True
         return clone, walk.remapped(clones) if clones else _Walk(clone), False
-    if device.type == "meta":
+    if isinstance(model, torch.jit.ScriptModule):
+        target = _script_copy(model, device, dtype)
+    elif device.type == "meta":
         target = meta_copy(model, walk.tensors, dtype)
     else:
         target = copy.deepcopy(model)
         target = target.to(device) if dtype is None else target.to(device=device, dtype=dtype)
     return target, _Walk(target), False
+
+
+def _script_copy(model: torch.jit.ScriptModule, device: torch.device, dtype: torch.dtype | None) -> nn.Module:
+    """A scripted or traced module's copy on ``device`` (in ``dtype`` if given), in eval mode.
+
+    Saved and loaded with ``map_location``: ``copy.deepcopy`` of a scripted module cannot be
+    moved (its parameters come back as plain tensors), its ``training`` flag lives in the
+    compiled module (setting the Python attribute leaves the compiled forward in training
+    mode), and a traced module's meta copy must be loaded onto meta, not built there.
+    """
+    buffer = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.save/load are deprecated
+            torch.jit.save(model, buffer)
+            buffer.seek(0)
+            clone = torch.jit.load(buffer, map_location=device)
+    except Exception as exc:  # noqa: BLE001 - any failure to serialise: say what to do instead
+        raise ValueError(
+            f"cannot copy this {type(model).__name__} to analyse it on {device.type}{_error_line(exc)}; "
+            "pass it on the analysis device, in eval mode"
+        ) from None
+    if dtype is not None:
+        clone = clone.to(dtype=dtype)
+    return clone.eval()
+
+
+_ERROR_LINE = re.compile(r"^(?:[\w.]+(?:Error|Exception): )+(?=\S)")
+
+
+def _error_line(exc: BaseException) -> str:
+    """`` (what went wrong)`` for a one-line message, or "" when the message does not say.
+    TorchScript writes its own trace first and the error after it (``RuntimeError:
+    RuntimeError: Tensor.item() cannot be called on meta tensors``), then Python frames; an
+    error raised under a dispatch mode reaches it as a bare ``RuntimeError:``."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    errors = [line for line in lines if _ERROR_LINE.match(line)]
+    if errors:
+        line = errors[-1]
+        return f" ({line.split(':', 1)[0]}: {line[_ERROR_LINE.match(line).end():]})"
+    if lines and "TorchScript" not in lines[0]:
+        return f" ({lines[0]})"
+    return ""
 
 
 def analyze(
@@ -188,11 +297,11 @@ def analyze(
             "give exactly one of input_size (one tensor's shape, e.g. (1, 3, 224, 224)) or inputs "
             "(a tuple of positional arguments, a dict of keyword arguments or a callable building one)"
         )
-    size = _validate_input_size(input_size) if input_size is not None else None
     device = torch.device(device)
     walk = _Walk(model)
     cast = dtype  # None: every tensor keeps its own dtype
     dtype = dtype if dtype is not None else model_dtype(walk.tensors)
+    size = _validate_input_size(input_size, dtype) if input_size is not None else None
     target, walk, in_place = _analysed_model(model, walk, device, cast)
     inp = make_inputs(size, inputs, device, dtype)
     shape = inp.spatial_shape  # dims after the second are spatial (the field's extent)
@@ -201,7 +310,8 @@ def analyze(
     modules = [m for _, m in walk.modules]
     with _IN_PLACE_LOCK if in_place else contextlib.nullcontext():
         training = [m.training for m in modules] if in_place else []
-        if target is not model or in_place:
+        scripted = isinstance(target, torch.jit.ScriptModule)  # a copy already in eval mode, or as given
+        if (target is not model and not scripted) or in_place:
             for m in modules:  # eval mode (a copy, or a model that could not be copied)
                 object.__setattr__(m, "training", False)  # skips Module.__setattr__'s lookups
         for t in inp.tensors:  # only tensors shaped like the image input are spatial maps
@@ -209,8 +319,15 @@ def analyze(
             capture.track_input(t, spatial if is_map else 0)
         capture.attach()
         try:
-            with torch.no_grad(), capture:
+            with torch.no_grad(), _math_attention(device), capture:
                 target(*inp.args, **inp.kwargs)
+        except RuntimeError as exc:  # torch.jit.Error is one
+            if scripted and device.type == "meta":
+                raise ValueError(
+                    f"this {type(model).__name__} cannot run on the meta device{_error_line(exc)}; "
+                    'analyse it with device="cpu"'
+                ) from None
+            raise
         finally:
             capture.detach()
             if in_place:

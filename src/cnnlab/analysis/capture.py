@@ -226,6 +226,24 @@ class Capture(TorchDispatchMode):
 
         refs.add(weakref.ref(t, release))
 
+    def _write_through(self, outputs: list[torch.Tensor], rf: RF) -> None:
+        """An in-place write into a view also writes its base: ``buffer[..., :h, :w].copy_(image)``
+        (how images are padded and batched, torchvision's detection transform among them)
+        leaves ``buffer`` holding the image, so ``buffer`` takes the written field, merged with
+        the one it had."""
+        rf_attr = self._rf.attr
+        for t in outputs:
+            base = t._base
+            if base is None:
+                continue
+            pos = field_aligned(rf.pos, base.dim()) if rf.pos else ()
+            pos = tuple(s if p > 1 and s > 1 else 1 for p, s in zip(pos, base.shape))  # the base's sizes
+            written = RF(rf.size, rf.jump, rf.whole, pos if any(p > 1 for p in pos) else (), rf.unknown)
+            old = getattr(base, rf_attr, None)
+            merged = written if old is None else RF.merge([old, written])
+            setattr(base, rf_attr, merged)
+            self._note_map(merged)
+
     # -- operators -------------------------------------------------------------------------
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
         info = _INFO.get(func) or _op_info(func)
@@ -271,6 +289,8 @@ class Capture(TorchDispatchMode):
                 self._note_map(rf)
             for t in outputs:
                 setattr(t, rf_attr, rf)
+            if info.in_place:
+                self._write_through(outputs, rf)
         storage_attr = self._storage.attr
         if info.is_view:
             if info.in_place:

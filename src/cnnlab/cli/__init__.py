@@ -40,7 +40,7 @@ def build_parser() -> CnnlabParser:
     for name in COMMANDS:
         module = importlib.import_module(f"cnnlab.cli.{name}")
         command = module.add_parser(sub)
-        command.set_defaults(run=module.run)
+        command.set_defaults(run=module.run, parser=command)
     return parser
 
 
@@ -63,7 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     code (``--help`` returns 0 instead of raising SystemExit)."""
     parser = build_parser()
     with report_errors(argv) as outcome:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # the command's own parser names its --help
+            getattr(args, "parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
         if args.version:
             print(_versions())
             return 0

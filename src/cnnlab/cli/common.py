@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Sequence, TextIO
 
-from cnnlab.cli.errors import Failure, UsageError, classify
+from cnnlab.cli.errors import TRACE_HINT, Failure, UsageError, classify
 
 __all__ = [
     "FORMATS",
@@ -121,12 +121,14 @@ class report_errors:  # noqa: N801 - used as a context manager, like contextlib'
         if not isinstance(exc, Exception):
             return False
         failure = exc if isinstance(exc, Failure) else classify(exc)
+        message = failure.message
         if self._wants_traceback():
             import traceback
 
             cause = failure.cause if failure.cause is not None else exc
             traceback.print_exception(type(cause), cause, cause.__traceback__, file=sys.stderr)
-        print(f"cnnlab: error: {failure.message}", file=sys.stderr)
+            message = message.replace(TRACE_HINT, "")  # it was just printed
+        print(f"cnnlab: error: {message}", file=sys.stderr)
         self.outcome.code = failure.code
         return True
 
@@ -219,9 +221,17 @@ def print_table(
     print_rich(table, plain, file=stream)
 
 
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "x".join(map(str, value))
+    return "" if value is None else value
+
+
 def render_records(fmt: str, records: list[dict[str, Any]], columns: Sequence[str]) -> str:
-    """``records`` (exact values) as CSV or JSON; shapes (lists) become ``1x3x224x224`` in CSV
-    and None an empty cell."""
+    """``records`` (exact values) as CSV or JSON; in CSV shapes (lists) become ``1x3x224x224``,
+    None an empty cell and booleans ``true``/``false`` (as in ``profile``'s CSV and JSON)."""
     if fmt == "json":
         import json
 
@@ -233,10 +243,6 @@ def render_records(fmt: str, records: list[dict[str, Any]], columns: Sequence[st
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
     for record in records:
-        cells = (record.get(c) for c in columns)
-        writer.writerow(
-            "x".join(map(str, v)) if isinstance(v, (list, tuple)) else ("" if v is None else v)
-            for v in cells
-        )
+        writer.writerow(_csv_cell(record.get(c)) for c in columns)
     return buffer.getvalue().rstrip("\n")
 

@@ -42,14 +42,25 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _ratio(value: Any, base: Any) -> str:
+    """``2.25x``; ``<0.01x`` rather than a ratio rounded to 0 that is not 0; '-' without a base."""
     if value is None or base is None or not base:
         return "-"
-    return f"{value / base:.2f}x"
+    ratio = value / base
+    return "<0.01x" if 0 < ratio < 0.005 else f"{ratio:.2f}x"
 
 
 def _cell(value: Any) -> str:
-    """A receptive field or jump: the number as it is, '-' when unknown or not spatial."""
+    """A jump: the number as it is, '-' when unknown or not spatial."""
     return "-" if value is None else str(value)
+
+
+def _field(total: dict[str, Any]) -> str:
+    """The model's receptive field as ``cnnlab rf`` shows it: '-' when unknown, ``224 (whole)``
+    when it depends on the whole input (reported as the input's size with no jump)."""
+    field, jump = total["receptive_field"], total["jump"]
+    if field is None:
+        return "-"
+    return f"{field} (whole)" if jump is None else str(field)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         rows.append([
             r.model, "x".join(map(str, r.input_shape)),
             *(f"{human_count(t[k])} ({_ratio(t[k], first[k])})" for k, _ in METRICS),
-            _cell(t["receptive_field"]), _cell(t["jump"]),
+            _field(t), _cell(t["jump"]),
             "yes" if r.complete else "NO",
         ])
     caption = f"ratios are to {results[0].model}"

@@ -22,7 +22,15 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Failure", "ModuleTracker", "UsageError", "classify", "describe", "is_meta_error", "one_line"]
+__all__ = [
+    "TRACE_HINT", "USER_ERRORS", "Failure", "ModuleTracker", "UsageError", "classify", "describe", "is_meta_error",
+    "one_line",
+]
+
+
+# What the user's code may raise that we report as its error: a script's ``sys.exit()`` (or
+# its argparse giving up) included, which would otherwise end cnnlab silently.
+USER_ERRORS = (Exception, SystemExit)
 
 
 class UsageError(Exception):
@@ -48,6 +56,11 @@ _META_MARKERS = (
     "doesn't have storage",
 )
 
+# said after a user-code error's line; dropped when --traceback printed the trace
+TRACE_HINT = " (--traceback for the whole trace)"
+# torch's message when a tensor's size in bytes does not fit in 64 bits
+_OVERFLOW = "Storage size calculation overflowed"
+
 
 def is_meta_error(exc: BaseException) -> bool:
     """Whether ``exc`` says a tensor's values were needed on the meta device (``.item()``,
@@ -58,6 +71,8 @@ def is_meta_error(exc: BaseException) -> bool:
 
 def _first_line(exc: BaseException) -> str:
     """The first non-empty line of the message (torch's messages run over many lines)."""
+    if isinstance(exc, SystemExit):
+        return f"the code called sys.exit({exc.code!r})"
     return next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
 
 
@@ -222,9 +237,15 @@ def classify(
             f"{who}cannot run on the meta device: {text}; the model reads tensor values "
             "(data-dependent control flow, .item(), .tolist()); rerun with --real"
         ), exc)
-    trace_hint = " (--traceback for the whole trace)"
+    trace_hint = TRACE_HINT
+    if stage == "forward" and _OVERFLOW in str(exc):
+        # A tensor the input size makes too large to address (an upsampling of a huge
+        # input): the command line's numbers, not a bug in the model.
+        extra = f"; {note}" if note else ""
+        return Failure(2, f"{who}{text}{extra}; the input is too large for this model: give a smaller "
+                          "--input or --batch", exc)
     if stage == "import":
-        return Failure(1, f"importing {label} failed: {text}{trace_hint}", exc)
+        return Failure(1, f"importing {label} failed: {text}{note}{trace_hint}", exc)
     if user_code and (where is not None or running is not None or stage in ("build", "inputs")):
         # Raised by the user's code, or by torch while the user's model ran (a shape mismatch
         # in an nn.Conv2d of their nn.Sequential has no frame in their files).

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cnnlab.cli.common import add_command
+from cnnlab.cli.common import UsageError, add_command
 
 __all__ = ["add_parser", "run"]
 
@@ -30,9 +30,13 @@ def _count(value: int | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from cnnlab.catalog import model_knobs
-    from cnnlab.registry import model_info
+    from cnnlab.cli.target import is_user_spec, registered_info
 
-    info = model_info(args.name)
+    if is_user_spec(args.name):
+        raise UsageError(
+            f"info describes registered models; for your own model run `cnnlab profile {args.name} --input ...`"
+        )
+    info = registered_info(args.name)
     knobs = model_knobs(args.name)
     print(f"{info.name}: {info.paper.title} ({info.paper.authors}, {info.year})")
     print(f"  family       {info.family}")

@@ -32,7 +32,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("name", help=MODEL_HELP)
     add_analysis_options(parser)
-    parser.add_argument("--depth", type=int, help="aggregate the table to this module depth (0: the model only)")
+    parser.add_argument("--depth", type=int, help="aggregate the table to this module depth, each row with its subtree's totals (0: the "
+             "model only; default: every layer)")
     add_format_option(parser)
     return parser
 

@@ -23,12 +23,13 @@ import ast
 import contextlib
 import importlib.util
 import inspect
+import io
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from cnnlab.cli.errors import Failure, ModuleTracker, UsageError, classify
+from cnnlab.cli.errors import USER_ERRORS, Failure, ModuleTracker, UsageError, classify
 
 __all__ = [
     "INPUT_HELP",
@@ -87,12 +88,17 @@ def parse_dims(text: str, option: str = "--input") -> tuple[int, ...]:
     return dims
 
 
-def _check_numel(shape: Sequence[int], text: str) -> None:
+def _check_size(shape: Sequence[int], given: str, itemsize: int = 4) -> None:
+    """Refuse an input tensor torch cannot allocate, even on meta: its size in bytes must fit
+    in a 64-bit integer (torch raises "Storage size calculation overflowed" otherwise)."""
     numel = 1
     for d in shape:
         numel *= d
-    if numel > _MAX_NUMEL:
-        raise UsageError(f"--input {text!r} with --batch {shape[0]}: {numel:.3g} elements is more than a tensor can hold")
+    if numel * itemsize > _MAX_NUMEL:
+        raise UsageError(
+            f"{given}: an input of {'x'.join(map(str, shape))} is {numel * itemsize:.3g} bytes, more than "
+            f"a tensor can hold (at most {_MAX_NUMEL:.3g}); give a smaller --input or --batch"
+        )
 
 
 def parse_kwargs(pairs: Sequence[str]) -> dict[str, Any]:
@@ -110,6 +116,9 @@ def parse_kwargs(pairs: Sequence[str]) -> dict[str, Any]:
             kwargs[key] = ast.literal_eval(raw.strip())
         except (ValueError, SyntaxError, MemoryError, RecursionError):
             kwargs[key] = raw.strip()  # a bare word is a string
+        value = kwargs[key]
+        if isinstance(value, int) and not -_MAX_NUMEL - 1 <= value <= _MAX_NUMEL:
+            raise UsageError(f"--arg {key}={value}: too large, torch takes 64-bit integers")
     return kwargs
 
 
@@ -117,6 +126,46 @@ def is_user_spec(spec: str) -> bool:
     """``path/to/file.py:attr`` rather than a registered name."""
     path, sep, attr = spec.rpartition(":")
     return bool(sep) and path.endswith(".py")
+
+
+def not_a_name(spec: str) -> str | None:
+    """Why ``spec``, not a registered name, is not ``path/to/file.py:attr`` either: a ``.py``
+    path without ``:attr``, a file that is not ``.py``, a colon in a name; None for a plain
+    unknown name (the registry's "did you mean" says more)."""
+    own = "a model of your own is path/to/file.py:attr"
+    path_text, sep, _ = spec.rpartition(":")
+    path = Path(path_text if sep else spec)
+    if not sep and spec.endswith(".py"):
+        if not path.is_file():
+            return f"no such file {spec!r}, nor a registered model; {own}"
+        return (f"{spec!r} is a file: name the model in it, e.g. {spec}:Net ({own}: an nn.Module, or a "
+                "class or function returning one)")
+    if path.is_file():
+        unknown = "" if sep else f"unknown model {spec!r}, and "
+        return f"{unknown}{str(path)!r} is not a .py file; {own}"
+    if sep:
+        return f"unknown model {spec!r}; {own} (a .py file), a registered one a name from `cnnlab models`"
+    return None
+
+
+def registered_info(name: str) -> Any:
+    """``model_info(name)`` with the CLI's hints: a file given where a name was expected, a name
+    in the wrong case (``ResNet50`` -> ``resnet50``)."""
+    from cnnlab.registry import model_info
+
+    try:
+        return model_info(name)
+    except ValueError as exc:
+        problem = not_a_name(name)
+        if problem is not None:
+            raise UsageError(problem) from None
+        if name != name.lower() and str(exc).startswith("unknown model"):
+            with contextlib.suppress(ValueError, TypeError):
+                model_info(name.lower())
+                raise UsageError(
+                    f"unknown model {name!r}; did you mean {name.lower()!r}? (names are lower case)"
+                ) from None
+        raise classify(exc) from exc
 
 
 def registered_shape(name: str, dims_list: Sequence[tuple[int, ...]], texts: Sequence[str],
@@ -135,7 +184,7 @@ def registered_shape(name: str, dims_list: Sequence[tuple[int, ...]], texts: Seq
         elif len(dims) == 3:
             if dims[0] != channels:
                 raise UsageError(
-                    f"{name} is built for {channels} input channels but --input {text} has "
+                    f"{name} is built for {channels} input channel{'s' if channels != 1 else ''} but --input {text} has "
                     f"{dims[0]}; add --arg in_channels={dims[0]} or give H x W only"
                 )
             shape = (batch, *dims)
@@ -144,7 +193,8 @@ def registered_shape(name: str, dims_list: Sequence[tuple[int, ...]], texts: Seq
                 f"--input for {name} is one image, C x H x W, H x W or one side S (the batch is "
                 f"--batch); got {len(dims)} values in {text!r}"
             )
-        _check_numel(shape, text)
+    given = f"--input {texts[0]} with --batch {batch}" if dims_list else f"--batch {batch}"
+    _check_size(shape, given)
     return shape
 
 
@@ -170,18 +220,41 @@ def _import_user_file(path: Path, label: str) -> Any:
         raise UsageError(f"cannot import {str(path)!r}: not a Python file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # dataclasses and pickling look themselves up here
+    stderr = io.StringIO()
     try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
+        # A script's top level may parse arguments: give it its own name only, not cnnlab's
+        # command line, and keep what it prints on stderr until we know whether it exited.
+        with _script_argv(path), contextlib.redirect_stderr(stderr):
+            spec.loader.exec_module(module)
+    except USER_ERRORS as exc:
         del sys.modules[module_name]
-        raise classify(exc, stage="import", label=str(path), user_root=path.parent.resolve()) from exc
+        said = stderr.getvalue().strip().splitlines()
+        note = ""
+        if isinstance(exc, SystemExit):
+            note = f" (it printed: {said[-1].strip()})" if said else ""
+            note += ("; the file's top level runs when it is imported: guard a script's part with "
+                     "`if __name__ == '__main__':`")
+        raise classify(exc, stage="import", label=str(path), user_root=path.parent.resolve(), note=note) from exc
+    sys.stderr.write(stderr.getvalue())
     return module
+
+
+@contextlib.contextmanager
+def _script_argv(path: Path) -> Iterator[None]:
+    saved = sys.argv
+    sys.argv = [str(path)]
+    try:
+        yield
+    finally:
+        sys.argv = saved
 
 
 def _user_attr(spec: str, option: str) -> tuple[Any, Path]:
     """The object ``attr`` of ``path/to/file.py:attr`` and the file's folder."""
     path_text, _, attr = spec.rpartition(":")
     path = Path(path_text)
+    if path.is_dir():
+        raise UsageError(f"{path_text!r} is a directory; {option} takes path/to/file.py:attr")
     if not path.is_file():
         raise UsageError(f"no such file {path_text!r} ({option} takes path/to/file.py:attr)")
     if not attr.isidentifier():
@@ -205,8 +278,8 @@ def _check_call(func: Callable[..., Any], kwargs: dict[str, Any], label: str) ->
         if key not in params and not takes_any:
             accepted = ", ".join(named) or "no arguments"
             raise UsageError(f"--arg {key}: {label} does not accept {key!r}; it accepts {accepted}")
-        default = params[key].default if key in params else inspect.Parameter.empty
-        _check_type(key, value, _type_of_default(default))
+        if key in params:
+            _check_type(key, value, _expected_type(params[key]))
     try:
         signature.bind(**kwargs)
     except TypeError as exc:
@@ -216,6 +289,17 @@ def _check_call(func: Callable[..., Any], kwargs: dict[str, Any], label: str) ->
             f"{label} cannot be called without arguments ({exc}); name an nn.Module, or a class or "
             "function that builds one from keyword arguments (--arg)"
         ) from None
+
+
+def _expected_type(param: inspect.Parameter) -> str:
+    """The type ``--arg`` checks for a parameter of the user's factory: its annotation when it
+    is a simple one (``int``, ``float | None``), else what its default implies."""
+    from cnnlab.catalog import Knob, annotation_text
+
+    annotation = annotation_text(param.annotation)
+    if Knob(param.name, None, annotation).types is not None:
+        return annotation
+    return _type_of_default(param.default)
 
 
 def _type_of_default(default: Any) -> str:
@@ -237,6 +321,11 @@ def _check_type(key: str, value: Any, annotation: str) -> None:
         raise UsageError(f"--arg {key} expects {knob.expects()}, got {value!r}")
 
 
+def _a(noun: str) -> str:
+    """``"an int"``, ``"a str"``."""
+    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
+
+
 def _build_user_model(obj: Any, spec: str, kwargs: dict[str, Any], root: Path, device: str) -> Any:
     """An nn.Module instance as it is, or a class/factory called with ``kwargs`` under
     ``torch.device(device)`` (only the model is built on meta, never the import)."""
@@ -248,14 +337,15 @@ def _build_user_model(obj: Any, spec: str, kwargs: dict[str, Any], root: Path, d
             raise UsageError(f"{spec} is a module instance; --arg needs a class or a function")
         return obj
     if not callable(obj):
-        raise UsageError(f"{spec} is not an nn.Module, nor a class or function returning one")
+        raise UsageError(f"{spec} is {_a(type(obj).__name__)}, not an nn.Module, nor a class or function returning one")
     label = f"{getattr(obj, '__name__', spec.rpartition(':')[2])}()"
     _check_call(obj, kwargs, label)
     try:
         with torch.device(device):
             built = obj(**kwargs)
-    except Exception as exc:
-        raise classify(exc, stage="build", label=spec, user_root=root, meta=device == "meta") from exc
+    except USER_ERRORS as exc:
+        called = spec + "".join(f" --arg {k}={v!r}" for k, v in kwargs.items())
+        raise classify(exc, stage="build", label=called, user_root=root, meta=device == "meta") from exc
     if not isinstance(built, nn.Module):
         raise UsageError(f"{spec} returned {type(built).__name__}, not an nn.Module")
     return built
@@ -266,10 +356,10 @@ def _build_registered(name: str, kwargs: dict[str, Any], device: str) -> tuple[A
     import torch
 
     from cnnlab.catalog import model_knobs
-    from cnnlab.registry import create_model, model_info
+    from cnnlab.registry import create_model
 
+    info = registered_info(name)
     try:
-        info = model_info(name)
         knobs = {k.name: k for k in model_knobs(name)}
     except (ValueError, TypeError) as exc:
         raise classify(exc) from exc
@@ -298,6 +388,12 @@ def _model_channels(model: Any, default: int) -> int:
     return first.in_channels if first is not None and not first.transposed else default
 
 
+def _itemsize(model: Any) -> int:
+    """Bytes per element of the model's inputs: its first floating-point parameter's, else fp32's."""
+    first = next((p for p in model.parameters() if p.is_floating_point()), None)
+    return first.element_size() if first is not None else 4
+
+
 # -- the analysis -----------------------------------------------------------------------------
 @dataclass
 class _Plan:
@@ -313,6 +409,8 @@ class _Plan:
 def _plan(args: argparse.Namespace, spec: str) -> _Plan:
     if args.batch < 1:
         raise UsageError(f"--batch must be >= 1, got {args.batch}")
+    if args.batch > _MAX_DIM:
+        raise UsageError(f"--batch {args.batch} is too large (at most {_MAX_DIM:,})")
     texts: list[str] = list(args.input or [])
     dims_list = [parse_dims(t) for t in texts]
     kwargs = parse_kwargs(args.arg)
@@ -335,9 +433,13 @@ def _plan(args: argparse.Namespace, spec: str) -> _Plan:
     if args.inputs:
         if not is_user_spec(args.inputs):
             raise UsageError(f"--inputs takes path/to/file.py:function, got {args.inputs!r}")
+        if args.batch != 1:
+            raise UsageError("--batch is the batch of --input shapes; with --inputs your constructor "
+                             "makes the tensors, batch included")
         make, inputs_root = _user_attr(args.inputs, "--inputs")
         if not callable(make):
             raise UsageError(f"--inputs {args.inputs}: not a function")
+        _check_constructor(make, args.inputs)
         return _Plan(model, spec, inputs=_guarded_constructor(make, args.inputs, inputs_root),
                      note=f"inputs from {args.inputs}", user_root=root)
     if not texts:
@@ -346,14 +448,25 @@ def _plan(args: argparse.Namespace, spec: str) -> _Plan:
             "e.g. --input 3x224x224 (repeat --input for several tensors, or use --inputs)"
         )
     shapes = [(args.batch, *dims) for dims in dims_list]
+    itemsize = _itemsize(model)
     for shape, text in zip(shapes, texts):
-        _check_numel(shape, text)
+        _check_size(shape, f"--input {text} with --batch {args.batch}", itemsize)
     given = ", ".join(f"--input {t}" for t in texts)
     note = ("input shape " if len(shapes) == 1 else "input shapes ") + ", ".join(
         "x".join(map(str, s)) for s in shapes) + f" (--batch {args.batch}, {given})"
     if len(shapes) == 1:
         return _Plan(model, spec, input_size=shapes[0], note=note, user_root=root)
     return _Plan(model, spec, inputs=_zeros_constructor(shapes), note=note, user_root=root)
+
+
+def _check_constructor(make: Callable[..., Any], spec: str) -> None:
+    """The input constructor is called as ``make(device, dtype)``: say so before calling it."""
+    try:
+        inspect.signature(make).bind(None, None)
+    except ValueError:  # no signature (a builtin): let the call decide
+        return
+    except TypeError as exc:
+        raise UsageError(f"--inputs {spec}: the constructor is called as FUNC(device, dtype) ({exc})") from None
 
 
 def _zeros_constructor(shapes: list[tuple[int, ...]]) -> Callable[[Any, Any], tuple[Any, ...]]:
@@ -373,7 +486,7 @@ def _guarded_constructor(make: Callable[..., Any], label: str, root: Path) -> Ca
     def call(device: Any, dtype: Any) -> Any:
         try:
             return make(device, dtype)
-        except Exception as exc:
+        except USER_ERRORS as exc:
             raise _InputsFailed(classify(exc, stage="inputs", label=label, user_root=root,
                                          meta=getattr(device, "type", device) == "meta")) from exc
 
@@ -389,6 +502,8 @@ def analyse(args: argparse.Namespace, spec: str) -> Any:
     with contextlib.ExitStack() as stack:
         for folder in folders:
             stack.enter_context(_folder_on_path(folder))
+        # What the user's code prints goes to stderr: stdout carries only our table or JSON.
+        stack.enter_context(contextlib.redirect_stdout(sys.stderr))
         plan = _plan(args, spec)
         from cnnlab.analysis import analyze
 
@@ -404,7 +519,7 @@ def analyse(args: argparse.Namespace, spec: str) -> Any:
         except _InputsFailed as exc:
             failure = exc.args[0]
             raise failure from exc.__cause__
-        except Exception as exc:
+        except USER_ERRORS as exc:
             raise classify(exc, stage="forward", label=plan.label, user_root=plan.user_root,
                            tracker=tracker, meta=not args.real, note=plan.note) from exc
     if plan.notice:  # after the analysis: a failure carries it in its one line instead
