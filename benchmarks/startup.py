@@ -9,13 +9,14 @@ counts as little as possible):
     --help               cnnlab --help
     usage error          cnnlab frobnicate                   (exit 2)
     profile              cnnlab profile resnet50 --format json
-    models (cached)      cnnlab models --format csv          (second run, warm count cache)
+    models (cached)      cnnlab models --format csv          (second run, warm cache: no torch)
 
 and checks issue 9's goals:
 
 * ``cnnlab --help`` and a usage error: at most 0.2 s more than a bare ``python -c pass``.
-* ``cnnlab models`` with a warm count cache: at most 0.5 s more than ``import cnnlab, torch``
-  (the registry imports torch; no model is analysed).
+* ``cnnlab models`` with a warm cache: at most 0.2 s more than a bare ``python -c pass``, like
+  ``--help`` ("the second run is instant"): the cache holds the zoo's listing besides the counts,
+  so the table is printed from it without importing torch or the registry.
 * ``cnnlab profile resnet50 --format json``: at most 0.5 s more than importing cnnlab.
   Baseline: ``python -c "import cnnlab, torch"``. When the goal was written ``import cnnlab``
   imported torch; ``cnnlab/__init__.py`` is now lazy and imports nothing heavy, so the same
@@ -64,8 +65,8 @@ GOALS = [
     ("--help within 0.2 s of bare python", "cnnlab --help", "bare python", 0.2),
     ("usage error within 0.2 s of bare python", "usage error", "bare python", 0.2),
     ("profile within 0.5 s of import cnnlab (+torch)", "profile resnet50", "import cnnlab,torch", 0.5),
-    # "the second run is instant": with every count cached, listing the zoo costs no analysis
-    ("cached models within 0.5 s of import cnnlab (+torch)", "models (cached)", "import cnnlab,torch", 0.5),
+    # "the second run is instant": with the listing and every count cached, no torch import
+    ("cached models within 0.2 s of bare python", "models (cached)", "bare python", 0.2),
 ]
 
 

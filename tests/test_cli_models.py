@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,16 @@ from cnnlab.cli import models as models_command
 from cnnlab.cli.common import print_table
 
 
+# The cache's fingerprint of cnnlab's files, fixed: others editing the tree while the tests run
+# must not make a cached entry stale between two runs of a test (test_code_fingerprint checks it).
+_FINGERPRINT = "fixed-for-tests"
+
+
 @pytest.fixture()
 def cache(tmp_path, monkeypatch) -> Path:
     folder = tmp_path / "cache"
     monkeypatch.setenv("CNNLAB_CACHE_DIR", str(folder))
+    monkeypatch.setattr(catalog, "_code_fingerprint", lambda: _FINGERPRINT)
     return folder
 
 
@@ -43,14 +50,113 @@ def test_second_run_reads_the_cache(cache, capsys, monkeypatch) -> None:
 
 
 def test_cache_key_has_model_cnnlab_and_torch_versions(cache) -> None:
-    import torch
+    from importlib import metadata
 
     import cnnlab
 
     catalog.zoo_rows("alexnet")
     path = _cache_file(cache)
-    assert cnnlab.__version__ in path.name and torch.__version__ in path.name
-    assert "alexnet" in json.loads(path.read_text())["models"]
+    torch_version = metadata.version("torch")  # the same string without importing torch
+    assert f"cnnlab{cnnlab.__version__}-torch{torch_version}.json" in path.name
+    data = json.loads(path.read_text())
+    assert "alexnet" in data["models"] and data["torch"] == torch_version
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "json"])
+@pytest.mark.parametrize("pattern", ["vgg1?", "densenet100_k12_cifar"])  # the second has no reference
+def test_cached_and_computed_output_are_identical(cache, capsys, monkeypatch, fmt, pattern) -> None:
+    assert main(["models", pattern, "--format", fmt]) == 0
+    computed = capsys.readouterr()
+    monkeypatch.setattr(catalog, "_count", _no_analysis)
+    monkeypatch.setattr(catalog, "_registry_listing", lambda: pytest.fail("the listing was not cached"))
+    assert main(["models", pattern, "--format", fmt]) == 0
+    assert capsys.readouterr() == computed
+    monkeypatch.undo()
+    assert main(["models", pattern, "--format", fmt, "--no-cache"]) == 0
+    assert capsys.readouterr() == computed
+
+
+def test_the_whole_listing_is_cached_with_the_counts_of_the_models_shown(cache) -> None:
+    from cnnlab.registry import list_models
+
+    catalog.zoo_rows("vgg1?")
+    data = json.loads(_cache_file(cache).read_text())
+    assert [entry["name"] for entry in data["listing"]] == list_models()
+    assert set(data["models"]) == {"vgg11", "vgg13", "vgg16", "vgg19"}
+    catalog.zoo_rows("alexnet")  # one more model analysed, the others kept
+    counted = json.loads(_cache_file(cache).read_text())["models"]
+    assert set(counted) == {"alexnet", "vgg11", "vgg13", "vgg16", "vgg19"}
+
+
+_WRAPPER = """
+import json, sys
+from cnnlab import catalog
+from cnnlab.cli import main
+catalog._code_fingerprint = lambda: sys.argv[2]
+codes = [main(argv) for argv in json.loads(sys.argv[1])]
+print(json.dumps({"codes": codes, "loaded": sorted(m for m in ("torch", "cnnlab.registry", "cnnlab.models",
+                                                             "cnnlab.analysis") if m in sys.modules)}))
+"""
+
+
+def test_a_cached_run_imports_no_torch(cache, capsys) -> None:
+    import subprocess
+    import sys
+
+    runs = [["models", "vgg1?"], ["models", "VGG1?", "--format", "csv"], ["models", "vgg"]]
+    for argv in runs[:2]:
+        assert main(argv) == 0  # warms the cache (this process has torch already)
+    expected = capsys.readouterr().out
+    proc = subprocess.run([sys.executable, "-c", _WRAPPER, json.dumps(runs), _FINGERPRINT], capture_output=True, text=True,
+                          env={**os.environ, "CNNLAB_CACHE_DIR": str(cache)}, timeout=60)
+    *output, status = proc.stdout.rstrip("\n").split("\n")
+    assert json.loads(status) == {"codes": [0, 0, 2], "loaded": []}, proc.stderr
+    assert "\n".join(output) + "\n" == expected
+    assert "no model matches 'vgg'; did you mean 'vgg*'?" in proc.stderr  # the hint from the cached names
+
+
+def test_code_fingerprint(tmp_path, monkeypatch) -> None:
+    """Sizes and mtimes of the library's files, sources and data; not the CLI's, not bytecode."""
+    import cnnlab
+
+    package = tmp_path / "cnnlab"
+    files = {name: package / name for name in
+             ("__init__.py", "models/vgg.py", "data/reference_models.csv", "cli/models.py",
+              "models/__pycache__/vgg.cpython-311.pyc")}
+    for path in files.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    monkeypatch.setattr(cnnlab, "__file__", str(files["__init__.py"]))
+    before = catalog._code_fingerprint()
+    for name in ("cli/models.py", "models/__pycache__/vgg.cpython-311.pyc"):
+        files[name].write_text("changed")
+        assert catalog._code_fingerprint() == before, name
+    for name in ("models/vgg.py", "data/reference_models.csv"):
+        files[name].write_text("changed")
+        after = catalog._code_fingerprint()
+        assert after != before, name
+        before = after
+
+
+def _edit_cache(folder: Path, **changes) -> None:
+    path = _cache_file(folder)
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"code": "0123456789abcdef"}, {"torch": "0.0.1"}, {"format": 1}, {"listing": [{"name": "vgg11"}]},
+     {"listing": None}],
+    ids=["code changed", "torch version", "old format", "bad listing", "no listing"],
+)
+def test_a_stale_cache_is_recomputed_and_rewritten(cache, capsys, changes) -> None:
+    assert main(["models", "alexnet", "--format", "json"]) == 0
+    first = capsys.readouterr().out
+    good = json.loads(_cache_file(cache).read_text())
+    _edit_cache(cache, **changes)
+    assert main(["models", "alexnet", "--format", "json"]) == 0
+    assert capsys.readouterr().out == first
+    assert json.loads(_cache_file(cache).read_text()) == good
 
 
 @pytest.mark.parametrize("garbage", ["{not json", "[]", '{"format": 1, "models": {"vgg11": "x"}}', ""])
@@ -101,7 +207,7 @@ def test_patterns_are_case_insensitive(cache, capsys) -> None:
     [("resnet", "did you mean 'resnet*'?"), ("Mobilenet", "did you mean 'Mobilenet*'?"),
      ("net_v", "did you mean '*net_v*'?"), ("zzz*", "run `cnnlab models` for the list")],
 )
-def test_a_pattern_that_matches_nothing_gets_a_hint(capsys, pattern, hint) -> None:
+def test_a_pattern_that_matches_nothing_gets_a_hint(cache, capsys, pattern, hint) -> None:
     assert main(["models", pattern]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"no model matches {pattern!r}; {hint}" in err

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time see __getattr__
     from cnnlab.analysis import Analysis, analyze
     from cnnlab.registry import ModelInfo, Paper, create_model, list_models, model_info
 
-__all__ = ["Analysis", "analyze", "ModelInfo", "Paper", "create_model", "list_models", "model_info"]
+__all__ = ["Analysis", "analyze", "ModelInfo", "Paper", "create_model", "fuse_bn", "list_models", "model_info"]
 __version__ = "0.1.0"
 
 # public name -> the module that defines it
@@ -28,6 +28,7 @@ _LAZY = {
     "ModelInfo": "cnnlab.registry",
     "Paper": "cnnlab.registry",
     "create_model": "cnnlab.registry",
+    "fuse_bn": "cnnlab.fuse",
     "list_models": "cnnlab.registry",
     "model_info": "cnnlab.registry",
 }

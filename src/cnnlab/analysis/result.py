@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from cnnlab.textable import human_count  # defined there so the CLI can format counts without torch
+
 __all__ = ["Analysis", "LAYER_FIELDS", "TOTAL_FIELDS", "human_count"]
 
 TOTAL_FIELDS = (
@@ -22,24 +24,8 @@ LAYER_FIELDS = (
     "activations", "receptive_field", "jump", "calls",
 )
 _SUMMED = ("params", "macs", "flops", "mem_access", "activations")
-_PREFIXES = ("", "k", "M", "G", "T", "P", "E")
 MODEL_ROW = "(model)"  # how the tables name the root module's row
 TOTAL_ROW = "(total)"  # the name of CSV's last row, which holds the totals
-
-
-def human_count(value: int | float | None) -> str:
-    """A count with an SI prefix and two decimals: ``15470264320`` -> ``"15.47 G"``,
-    ``138357544`` -> ``"138.36 M"``, ``3200`` -> ``"3.20 k"``. Below 1000 the number as it is
-    (``"512"``, ``"12.5"``); None (unknown) -> ``"-"``."""
-    if value is None:
-        return "-"
-    if abs(value) < 1000:
-        return str(value) if isinstance(value, int) else f"{value:g}"
-    scaled, i = float(value), 0
-    while abs(scaled) >= 999.995 and i < len(_PREFIXES) - 1:  # 999,999 is 1.00 M, not 1000.00 k
-        scaled /= 1000
-        i += 1
-    return f"{scaled:.2f} {_PREFIXES[i]}"
 
 
 def _cell(value: Any) -> str:

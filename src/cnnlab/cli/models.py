@@ -1,6 +1,7 @@
 """``cnnlab models [PATTERN]``: the zoo with our parameter and MAC counts next to the published
 ones. The table comes from ``cnnlab.catalog.zoo_rows`` (cached per model, cnnlab and torch
-version); this module parses and prints."""
+version, with the zoo's listing, so a cached run imports no torch); this module parses and
+prints."""
 
 from __future__ import annotations
 
@@ -57,16 +58,18 @@ def _progress_bar() -> tuple[Any, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnlab.analysis.result import human_count
-    from cnnlab.catalog import match_models, pattern_hint, zoo_rows
+    # with a warm cache nothing here imports torch: the table comes from the cache file
+    from cnnlab.catalog import pattern_hint, zoo_names, zoo_rows
+    from cnnlab.textable import human_count
 
-    if args.pattern is not None and not match_models(args.pattern):
-        raise UsageError(f"no model matches {args.pattern!r}; {pattern_hint(args.pattern)}")
     progress, close = _progress_bar()
     try:
         rows = zoo_rows(args.pattern, use_cache=not args.no_cache, progress=progress)
     finally:
         close()
+    if args.pattern is not None and not rows:
+        hint = pattern_hint(args.pattern, names=zoo_names(use_cache=not args.no_cache))
+        raise UsageError(f"no model matches {args.pattern!r}; {hint}")
     incomplete = [r.name for r in rows if not r.complete]
     if incomplete:
         print(f"cnnlab: warning: INCOMPLETE counts (an op without a counting rule) for {', '.join(incomplete)}; "

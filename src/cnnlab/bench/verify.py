@@ -1,0 +1,124 @@
+"""Checking a runtime's output against torch eager in fp32 before it is timed.
+
+Random-init classifier heads (torchvision's among them) can give logits near 1e-9 or nearly
+constant: an ``allclose`` on such logits passes for any runtime. So the reference is made
+non-degenerate first: when the eager output hardly depends on the input (two different inputs
+give outputs equal to ``DEGENERATE`` of their scale) the classifier head is re-initialised with
+a fixed seed (``reinit_head``) in the copy every runtime is prepared from. The comparison is
+relative to the output's scale: ``max |out - ref| / max |ref|`` (``max_rel_diff``); a runtime
+passes under ``TOLERANCE[dtype]``. For bf16/fp16 the same number is the measured error against
+fp32.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+__all__ = ["DEGENERATE", "TOLERANCE", "as_tensor", "is_degenerate", "max_rel_diff", "nondegenerate", "reinit_head"]
+
+TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2, "bf16": 8e-2}
+DEGENERATE = 1e-4  # outputs for two inputs closer than this (relative) say nothing about the network
+
+
+def as_tensor(output: Any) -> Any:
+    """A runtime's output (a tensor, numpy array, list/tuple/dict of them, OpenVINO's result)
+    as a float32 CPU tensor: the first output when there are several."""
+    import numpy as np
+    import torch
+
+    if isinstance(output, dict):
+        output = next(iter(output.values()))
+    elif hasattr(output, "to_tuple"):  # openvino's OVDict
+        output = output.to_tuple()[0]
+    if isinstance(output, (list, tuple)):
+        output = output[0]
+    if isinstance(output, np.ndarray):
+        output = torch.from_numpy(np.asarray(output, dtype=np.float32))
+    if not isinstance(output, torch.Tensor):
+        raise TypeError(f"the runtime returned {type(output).__name__}, not a tensor")
+    return output.detach().to(device="cpu", dtype=torch.float32)
+
+
+def max_rel_diff(output: Any, reference: Any) -> float:
+    """``max |output - reference| / max |reference|``: inf on a shape mismatch or a NaN."""
+    out, ref = as_tensor(output), as_tensor(reference)
+    if out.shape != ref.shape:
+        return math.inf
+    scale = ref.abs().max().item()
+    diff = (out - ref).abs().max().item()
+    if math.isnan(diff):
+        return math.inf
+    return diff / scale if scale > 0 else (0.0 if diff == 0 else math.inf)
+
+
+def _forward(model: Any, x: Any) -> Any:
+    import torch
+
+    with torch.inference_mode():
+        return as_tensor(model(x))
+
+
+def is_degenerate(model: Any, example: Any) -> bool:
+    """Whether the model's output hardly depends on its input (or is zero): then comparing
+    outputs cannot tell a right runtime from a wrong one."""
+    import torch
+
+    generator = torch.Generator().manual_seed(1)
+    other = torch.randn(example.shape, generator=generator, dtype=example.dtype).to(example.device)
+    first, second = _forward(model, example), _forward(model, other)
+    scale = max(first.abs().max().item(), second.abs().max().item())
+    if scale == 0 or not math.isfinite(scale):
+        return True
+    return (first - second).abs().max().item() <= DEGENERATE * scale
+
+
+def _head(model: Any) -> Any:
+    """The classifier: ``get_classifier()`` (the zoo's interface, timm's) else the last
+    ``nn.Linear``, else None."""
+    from torch import nn
+
+    getter = getattr(model, "get_classifier", None)
+    if callable(getter):
+        try:
+            head = getter()
+        except Exception:  # noqa: BLE001 - a user's model: fall back to the last Linear
+            head = None
+        if isinstance(head, nn.Module) and any(True for _ in head.parameters()):
+            return head
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return linears[-1] if linears else None
+
+
+def reinit_head(model: Any, seed: int = 0) -> bool:
+    """Re-initialise the classifier's weights in place with a fixed seed (normal with std
+    1/sqrt(fan_in), zero bias), so logits have the features' scale. False when there is none."""
+    import torch
+    from torch import nn
+
+    head = _head(model)
+    if head is None:
+        return False
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in head.modules():
+            if isinstance(layer, (nn.Linear, nn.Conv2d)):
+                fan_in = layer.weight[0].numel()
+                layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) / math.sqrt(fan_in))
+                if layer.bias is not None:
+                    layer.bias.zero_()
+    return True
+
+
+def nondegenerate(model: Any, example: Any, seed: int = 0) -> tuple[Any, str]:
+    """The model every runtime is prepared from: ``model`` itself (eval mode) when its output
+    depends on its input, else a copy with its head re-initialised; and a note saying which
+    (empty, ``"head re-initialised (seed 0)"``, or why verification is weak)."""
+    model = model.eval()
+    if not is_degenerate(model, example):
+        return model, ""
+    fresh = copy.deepcopy(model)
+    if reinit_head(fresh, seed) and not is_degenerate(fresh, example):
+        return fresh, f"degenerate logits: head re-initialised (seed {seed}) for verification and timing"
+    return model, "degenerate output: it hardly depends on the input, so verification proves little"

@@ -1,0 +1,204 @@
+"""``cnnlab bench NAME|FILE.py:attr ...``: verify each runtime against fp32 eager, then time it.
+The work is ``cnnlab.bench.bench``; this module parses, shows progress on stderr and prints the
+table (and ``--json``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from cnnlab.cli.common import add_command
+
+__all__ = ["add_parser", "run"]
+
+RUNTIME_NAMES = ("eager", "channels_last", "fused", "compile", "onnxruntime", "openvino")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = add_command(
+        subparsers, "bench",
+        help="time models on torch eager, channels_last, fused BN, torch.compile, ONNX Runtime, OpenVINO",
+        description=(
+            "Check every runtime's output against torch eager in fp32 (relative to the output's\n"
+            "scale; a degenerate random head is re-initialised with a fixed seed first), then time\n"
+            "it: warm-up, repeats or a time budget, median and interquartile range, images/s.\n"
+            "A runtime that is missing, fails or disagrees is listed with its reason.\n\n"
+            "Exit codes: 0 done (failed runtimes are in the table), 1 an error in your model's\n"
+            "code, 2 bad input."
+        ),
+    )
+    parser.add_argument("models", nargs="+", metavar="NAME|FILE.py:attr",
+                        help="registered models (see `cnnlab models`) or path/to/file.py:attr for your own")
+    parser.add_argument("--batch", default="1", metavar="B[,B...]", help="batch sizes, comma-separated")
+    shape = parser.add_mutually_exclusive_group()
+    shape.add_argument("--input", metavar="SHAPE",
+                       help="a registered model: C x H x W, H x W or one side; your own model: one sample's "
+                            "full shape (3x224x224). Default: the registered model's native size")
+    shape.add_argument("--resolutions", metavar="R[,R...]",
+                       help="H x W sizes to run each model at, e.g. 224,480x640,720x1280")
+    parser.add_argument("--runtime", default="eager", metavar="NAME[,NAME...]",
+                        help=f"runtimes, comma-separated, or all: {', '.join(RUNTIME_NAMES)}")
+    parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"),
+                        help="precision; bf16/fp16 report their error against fp32")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to run")
+    parser.add_argument("--threads", type=int, help="threads for every runtime (default: torch's)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed calls first")
+    repeats = parser.add_mutually_exclusive_group()
+    repeats.add_argument("--repeat", type=int, help="timed calls (default: 10)")
+    repeats.add_argument("--min-time", type=float, metavar="S", help="time each runtime for about S seconds instead")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON ('-' for stdout)")
+    return parser
+
+
+def _ints(text: str, option: str) -> list[int]:
+    from cnnlab.cli.errors import UsageError
+
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p.isdigit() and p.isascii() for p in parts) or any(int(p) < 1 for p in parts):
+        raise UsageError(f"{option} takes positive integers separated by commas, got {text!r}")
+    return [int(p) for p in parts]
+
+
+def _runtimes(text: str) -> list[str]:
+    from cnnlab.cli.errors import UsageError
+
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    if "all" in names:
+        return list(RUNTIME_NAMES)
+    unknown = [n for n in names if n not in RUNTIME_NAMES]
+    if unknown or not names:
+        raise UsageError(f"unknown runtime {', '.join(unknown) or repr(text)}; choose from "
+                         f"{', '.join(RUNTIME_NAMES)} or all")
+    return list(dict.fromkeys(names))
+
+
+def _resolutions(text: str) -> list[tuple[int, int]]:
+    from cnnlab.cli.errors import UsageError
+    from cnnlab.cli.target import parse_dims
+
+    sizes = []
+    for part in text.split(","):
+        dims = parse_dims(part.strip(), "--resolutions")
+        if len(dims) > 2:
+            raise UsageError(f"--resolutions takes H x W or one side per size, got {part.strip()!r}")
+        sizes.append((dims[0], dims[0]) if len(dims) == 1 else dims)
+    return sizes
+
+
+def _check(args: argparse.Namespace) -> None:
+    from cnnlab.cli.errors import UsageError
+
+    for option, value, least in (("--threads", args.threads, 1), ("--warmup", args.warmup, 0),
+                                 ("--repeat", args.repeat, 1)):
+        if value is not None and value < least:
+            raise UsageError(f"{option} must be >= {least}, got {value}")
+    if args.min_time is not None and not args.min_time > 0:
+        raise UsageError(f"--min-time must be > 0 seconds, got {args.min_time}")
+
+
+def _models(args: argparse.Namespace) -> list[tuple[str, Any, tuple[int, ...]]]:
+    """Each model spec as (label, model or registered name, sample shape)."""
+    import contextlib
+    from pathlib import Path
+
+    from cnnlab.cli.errors import UsageError
+    from cnnlab.cli.target import (
+        _build_user_model, _folder_on_path, _user_attr, is_user_spec, parse_dims, registered_info,
+    )
+
+    dims = parse_dims(args.input) if args.input else None
+    out = []
+    for spec in args.models:
+        if not is_user_spec(spec):
+            info = registered_info(spec)
+            channels, native = info.input_size[0], tuple(info.input_size)
+            if dims is None:
+                shape = native
+            elif len(dims) == 1:
+                shape = (channels, dims[0], dims[0])
+            elif len(dims) == 2:
+                shape = (channels, *dims)
+            elif len(dims) == 3 and dims[0] == channels:
+                shape = dims
+            else:
+                raise UsageError(f"--input for {spec} is C x H x W with C = {channels}, H x W or one side; "
+                                 f"got {args.input!r}")
+            out.append((spec, spec, shape))
+            continue
+        if dims is None and not args.resolutions:
+            raise UsageError(f"give the input of {spec} with --input, e.g. --input 3x224x224")
+        folder = Path(spec.rpartition(":")[0]).resolve().parent
+        with _folder_on_path(folder), contextlib.redirect_stdout(sys.stderr):
+            obj, root = _user_attr(spec, "the model")
+            model = _build_user_model(obj, spec, {}, root, "cpu")
+        out.append((spec, model, dims if dims is not None else (3, 224, 224)))
+    return out
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from cnnlab.bench import bench
+
+    _check(args)
+    batches = _ints(args.batch, "--batch")
+    runtimes = _runtimes(args.runtime)
+    resolutions = _resolutions(args.resolutions) if args.resolutions else None
+    models = _models(args)
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            from cnnlab.cli.errors import UsageError
+
+            raise UsageError("--device cuda: no CUDA device here")
+
+    def progress(result: Any) -> None:
+        shape = "x".join(map(str, result.input_shape))
+        what = (f"{result.median_ms:.2f} ms, {result.images_per_s:.1f} img/s" if result.ok
+                else result.error)
+        print(f"cnnlab bench: {result.model} {shape} {result.runtime} {result.dtype}: {what}", file=sys.stderr,
+              flush=True)
+
+    results = []
+    machine: dict[str, Any] = {}
+    for label, model, shape in models:
+        spec = model if isinstance(model, str) else (label, model)
+        part = bench([spec], batch=batches, input=shape, resolutions=resolutions, runtimes=runtimes,
+                     dtype=args.dtype, device=args.device, threads=args.threads, warmup=args.warmup,
+                     repeat=args.repeat if args.repeat is not None else (None if args.min_time else 10),
+                     min_time=args.min_time, progress=progress)
+        machine = part.machine
+        results.extend(part.results)
+    from cnnlab.bench import BenchResult
+
+    result = BenchResult(machine, results)
+    if args.json:
+        text = result.to_json()
+        if args.json == "-":
+            print(text)
+            return 0
+        with open(args.json, "w") as f:
+            f.write(text + "\n")
+    _print_table(result)
+    return 0
+
+
+def _print_table(result: Any) -> None:
+    from cnnlab.cli.common import print_table
+
+    header = ["model", "input", "runtime", "dtype", "median ms", "IQR ms", "images/s", "max rel diff", "peak MiB", "status"]
+    rows = []
+    for r in result.results:
+        rows.append([r.model, "x".join(map(str, r.input_shape)), r.runtime, r.dtype, _fmt(r.median_ms),
+                     _fmt(r.iqr_ms), _fmt(r.images_per_s, 1),
+                     "" if r.max_rel_diff is None else f"{r.max_rel_diff:.1e}", _fmt(r.peak_memory_mb, 0), "ok" if r.ok else r.error or "failed"])
+    m = result.machine
+    caption = (f"{m.get('cpu')}, {m.get('cores')} cores, {m.get('threads')} threads, torch {m.get('torch')}, "
+               f"onnxruntime {m.get('onnxruntime')}, openvino {m.get('openvino')}; peak MiB: the process's "
+               "resident-set high-water mark so far (CPU) or max allocated (CUDA); load "
+               + " ".join(f"{x:.2f}" for x in (m.get("loadavg") or [])))
+    print_table(header, rows, {4, 5, 6, 7, 8}, caption=caption)

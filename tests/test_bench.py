@@ -1,0 +1,213 @@
+"""cnnlab.bench: the timing loop (once, on fake models and a fake clock), output verification
+(a runtime that disagrees, one that is missing, the degenerate-logits trap) and the JSON keys."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from cnnlab.bench import RESULT_KEYS, RUNTIMES, Runtime, bench, time_callable
+from cnnlab.bench.verify import is_degenerate, max_rel_diff, nondegenerate
+
+
+# -- the timer ------------------------------------------------------------------------------------
+class FakeClock:
+    """A clock that only moves when the fake model runs: exact timings."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_timer_median_iqr_and_repeats_on_a_fake_clock():
+    clock = FakeClock()
+    durations = iter([9.0, 9.0] + [0.001, 0.002, 0.003, 0.004, 0.005])  # 2 warm-ups, then 1..5 ms
+    calls = []
+
+    def fn():
+        calls.append(1)
+        clock.now += next(durations)
+
+    timing = time_callable(fn, batch=4, warmup=2, repeat=5, clock=clock)
+    assert len(calls) == 7 and timing.repeats == 5
+    assert timing.median_ms == pytest.approx(3.0)
+    assert timing.iqr_ms == pytest.approx(2.0)  # inclusive quartiles of 1..5 ms: 2 and 4
+    assert timing.images_per_s == pytest.approx(4 * 1000 / 3.0)
+    assert timing.peak_memory_mb > 0
+
+
+def test_timer_min_time_budget_on_a_fake_clock():
+    clock = FakeClock()
+
+    def fn():
+        clock.now += 0.010
+
+    timing = time_callable(fn, warmup=0, repeat=None, min_time=0.1, clock=clock)
+    assert 10 <= timing.repeats <= 11  # stops once 0.1 s is spent
+    few = time_callable(fn, warmup=0, repeat=None, min_time=0.001, clock=clock)
+    assert few.repeats == 3  # at least MIN_SAMPLES even when one call exceeds the budget
+
+
+def test_timer_on_a_sleeping_model():
+    def fn():
+        time.sleep(0.02)
+
+    start = time.perf_counter()
+    timing = time_callable(fn, warmup=1, repeat=5)
+    assert timing.repeats == 5
+    assert 18 <= timing.median_ms <= 200  # generous: a shared, loaded machine
+    assert 0 <= timing.iqr_ms < 200
+    budget = time_callable(fn, warmup=0, repeat=None, min_time=0.2)
+    assert budget.repeats >= 3 and sum(budget.samples_ms) >= 200
+    assert time.perf_counter() - start < 10
+
+
+def test_timer_runs_under_inference_mode():
+    seen = []
+    time_callable(lambda: seen.append(torch.is_inference_mode_enabled()), warmup=1, repeat=2)
+    assert seen == [True, True, True]
+
+
+@pytest.mark.parametrize("kwargs", [dict(repeat=0), dict(warmup=-1), dict(repeat=None, min_time=0)])
+def test_timer_rejects_bad_settings(kwargs):
+    with pytest.raises(ValueError):
+        time_callable(lambda: None, **kwargs)
+
+
+# -- verification ---------------------------------------------------------------------------------
+class Small(nn.Module):
+    def __init__(self, head_scale: float = 1.0) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(),
+                                      nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(8, 10)
+        with torch.no_grad():
+            self.fc.weight.mul_(head_scale)  # 1e-9: logits are the bias, whatever the input
+
+    def forward(self, x):
+        return self.fc(self.features(x))
+
+
+class Perturbed(Runtime):
+    """A wrong runtime: its first convolution's weights are off by 10 %."""
+
+    name = "perturbed"
+
+    def prepare(self, model, example, *, dtype="fp32", device="cpu", threads=None):
+        wrong = copy.deepcopy(model).eval()
+        conv = next(m for m in wrong.modules() if isinstance(m, nn.Conv2d))
+        with torch.no_grad():
+            conv.weight.mul_(1.1)
+        return lambda: wrong(example)
+
+
+class Missing(Runtime):
+    name = "missing"
+
+    def available(self, device="cpu", dtype="fp32"):
+        return "not installed on this machine"
+
+
+class Broken(Runtime):
+    name = "broken"
+
+    def prepare(self, model, example, **kwargs):
+        raise RuntimeError("cannot lower aten::conv2d")
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    for runtime in (Perturbed(), Missing(), Broken()):
+        monkeypatch.setitem(RUNTIMES, runtime.name, runtime)
+
+
+def _run(model, runtimes):
+    return bench([("small", model)], input=(3, 12, 12), runtimes=runtimes, warmup=0, repeat=2)
+
+
+def test_disagreeing_missing_and_failing_runtimes_are_reported(fakes):
+    result = _run(Small(), ["eager", "perturbed", "missing", "broken"])
+    by_name = {r.runtime: r for r in result.results}
+    assert list(by_name) == ["eager", "perturbed", "missing", "broken"]  # none dropped
+    assert by_name["eager"].ok and by_name["eager"].max_rel_diff == 0 and by_name["eager"].median_ms > 0
+    wrong = by_name["perturbed"]
+    assert not wrong.ok and "disagrees" in wrong.error and wrong.max_rel_diff > 1e-3
+    assert wrong.median_ms is None  # a wrong runtime is not timed
+    assert not by_name["missing"].ok and "not installed on this machine" in by_name["missing"].error
+    assert not by_name["broken"].ok and "cannot lower aten::conv2d" in by_name["broken"].error
+
+
+def test_degenerate_logits_trap(fakes):
+    model = Small(head_scale=1e-9).eval()
+    x = torch.randn(1, 3, 12, 12)
+    with torch.no_grad():
+        right, wrong = model(x), Perturbed().prepare(model, x)()
+    # the trap: the logits are the bias, a wrong network passes a naive check
+    assert torch.allclose(right, wrong, rtol=1e-5, atol=1e-6)
+    assert max_rel_diff(wrong, right) < 1e-6
+    assert is_degenerate(model, x)
+    fixed, note = nondegenerate(model, x)
+    assert fixed is not model and "re-initialised" in note and not is_degenerate(fixed, x)
+    assert model.fc.weight.abs().max() < 1e-8  # the user's model is untouched
+    by_name = {r.runtime: r for r in _run(model, ["eager", "perturbed"]).results}
+    assert by_name["eager"].ok
+    assert not by_name["perturbed"].ok and "disagrees" in by_name["perturbed"].error
+
+
+def test_output_without_a_head_that_ignores_the_input_is_not_verified():
+    class Constant(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bias = nn.Parameter(torch.ones(4))
+
+        def forward(self, x):
+            return self.bias.expand(x.shape[0], 4) + 0 * x.mean()
+
+    (result,) = _run(Constant(), ["eager"]).results
+    assert not result.ok and "degenerate" in result.error
+
+
+def test_bf16_reports_its_error_against_fp32():
+    (result,) = bench([("small", Small())], input=(3, 12, 12), runtimes=["eager"], dtype="bf16",
+                      warmup=0, repeat=1).results
+    assert result.dtype == "bf16" and result.ok
+    assert 0 < result.max_rel_diff < 0.08
+
+
+# -- the JSON -------------------------------------------------------------------------------------
+def test_json_keys(fakes):
+    result = _run(Small(), ["eager", "missing"])
+    data = json.loads(result.to_json())
+    assert set(data) == {"machine", "results"}
+    assert {"cpu", "cores", "threads", "torch", "onnxruntime", "openvino"} <= set(data["machine"])
+    assert len(data["results"]) == 2
+    for row in data["results"]:
+        assert set(RESULT_KEYS) <= set(row)
+        assert row["model"] == "small" and row["batch"] == 1 and row["input_shape"] == [1, 3, 12, 12]
+    ok, missing = data["results"]
+    assert ok["ok"] is True and ok["error"] is None and ok["images_per_s"] > 0
+    assert missing["ok"] is False and missing["median_ms"] is None and missing["error"]
+
+
+def test_batches_resolutions_and_threads():
+    before = torch.get_num_threads()
+    result = bench([("small", Small())], batch=[1, 2], input=(3, 12, 12), resolutions=[10, (12, 14)],
+                   runtimes="eager", warmup=0, repeat=1, threads=1)
+    shapes = [r.input_shape for r in result.results]
+    assert shapes == [[1, 3, 10, 10], [2, 3, 10, 10], [1, 3, 12, 14], [2, 3, 12, 14]]
+    assert result.machine["threads"] == 1 and torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("kwargs", [dict(runtimes=["nope"]), dict(dtype="int8"), dict(batch=[0]),
+                                    dict(device="tpu"), dict(threads=0)])
+def test_bad_arguments_raise(kwargs):
+    with pytest.raises(ValueError):
+        bench([("small", Small())], **{"input": (3, 12, 12), "repeat": 1, **kwargs})
