@@ -185,6 +185,18 @@ def test_batchnorm_eval_and_folded() -> None:
     assert folded.layers[-1]["mem_access"] == 0
 
 
+@pytest.mark.parametrize("bias", [False, True])
+def test_batchnorm_folded_into_linear(bias: bool) -> None:
+    # Linear(10 -> 6) then BatchNorm1d on a batch of 3: 180 MACs; a bias-less Linear gains a bias
+    # when the BN folds into it (one add per output element, 6 bias values read).
+    model = nn.Sequential(nn.Linear(10, 6, bias=bias), nn.BatchNorm1d(6))
+    folded = analyze(model, (3, 10), fold_bn=True)
+    assert folded.macs == 180
+    assert folded.flops == 2 * 180 + 18
+    assert folded.layers[-1]["flops"] == (0 if bias else 18)
+    assert folded.layers[-1]["mem_access"] == (0 if bias else 6)
+
+
 ACTIVATIONS = [
     (nn.ReLU(), F.relu), (nn.ReLU(inplace=True), lambda x: F.relu(x, inplace=True)),
     (nn.ReLU6(), F.relu6), (nn.Sigmoid(), torch.sigmoid), (nn.Tanh(), torch.tanh),

@@ -339,6 +339,8 @@ class Capture(TorchDispatchMode):
                 self._biased_conv_outputs[outputs[0]] = args[2] is not None
             kind = conv_kind(args[1], int(args[8]), bool(args[6]))
         else:
+            if self.fold_bn and info.name in _LINEAR_PRODUCTS:  # a Linear: addmm has a bias, mm none
+                self._biased_conv_outputs[outputs[0]] = info.name == "addmm"
             kind = info.kind or stats.type
 
         stats.macs += macs
@@ -368,6 +370,7 @@ _LAYOUT_IN_PLACE = frozenset({
 })
 # Traced and scripted modules emit ``_convolution``; it counts as ``convolution``.
 _CONVOLUTIONS = frozenset({"convolution", "_convolution"})
+_LINEAR_PRODUCTS = frozenset({"mm", "addmm"})
 
 class _TensorNotes:
     """Facts one analysis keeps about tensors, stored on the tensor objects themselves.

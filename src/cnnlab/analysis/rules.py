@@ -34,8 +34,8 @@ roi_align (s > 0)      0                                        (8·s² + 1) per
 A rule may return ``None`` when its count depends on the data (``roi_align`` with an adaptive
 sampling ratio): the operator is then listed as uncounted.
 
-*fold_bn: each BN is analysed as folded into the conv before it; if that conv had no bias, the
-folded network gains one bias add per element, so the BN then costs 1 FLOP per element.
+*fold_bn: each BN is analysed as folded into the conv or Linear before it; if that layer had no
+bias, the folded network gains one bias add per element, so the BN then costs 1 FLOP per element.
 """
 
 from __future__ import annotations
