@@ -22,7 +22,7 @@ from cnnlab.cli.common import CnnlabParser, HelpFormatter, report_errors
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 # One module per command, in the order `cnnlab --help` lists them.
-COMMANDS = ("models", "info", "profile", "compare", "rf", "bench")
+COMMANDS = ("models", "info", "profile", "compare", "rf", "bench", "guidelines")
 
 
 def build_parser() -> CnnlabParser:

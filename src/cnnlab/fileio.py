@@ -1,0 +1,57 @@
+"""Files written whole or not at all: everything cnnlab writes for the user (JSON results,
+figures, checkpoints, reports) goes to a temporary name in the same folder, is flushed to disk and
+renamed over the target, so a crash or a second run at the same time never leaves a half-written
+file, and the previous version stays readable until the new one is complete."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+__all__ = ["atomic_path", "atomic_write_text", "save_figure"]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; when the block ends without an exception the file
+    written there is fsynced and renamed to ``path`` (its folder created first). On an exception
+    the temporary file is removed and ``path`` is untouched."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` atomically (see ``atomic_path``)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def save_figure(fig: Any, base: str | os.PathLike[str], formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
+    """Save a matplotlib figure as ``base.png`` and ``base.svg`` (atomically), close it, and
+    return the paths."""
+    import matplotlib.pyplot as plt
+
+    paths = []
+    try:
+        for fmt in formats:
+            path = Path(f"{base}.{fmt}")
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, format=fmt, dpi=120, bbox_inches="tight")
+            paths.append(path)
+    finally:
+        plt.close(fig)
+    return paths
