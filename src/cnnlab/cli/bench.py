@@ -97,45 +97,6 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError(f"--min-time must be > 0 seconds, got {args.min_time}")
 
 
-def _models(args: argparse.Namespace) -> list[tuple[str, Any, tuple[int, ...]]]:
-    """Each model spec as (label, model or registered name, sample shape)."""
-    import contextlib
-    from pathlib import Path
-
-    from cnnlab.cli.errors import UsageError
-    from cnnlab.cli.target import (
-        _build_user_model, _folder_on_path, _user_attr, is_user_spec, parse_dims, registered_info,
-    )
-
-    dims = parse_dims(args.input) if args.input else None
-    out = []
-    for spec in args.models:
-        if not is_user_spec(spec):
-            info = registered_info(spec)
-            channels, native = info.input_size[0], tuple(info.input_size)
-            if dims is None:
-                shape = native
-            elif len(dims) == 1:
-                shape = (channels, dims[0], dims[0])
-            elif len(dims) == 2:
-                shape = (channels, *dims)
-            elif len(dims) == 3 and dims[0] == channels:
-                shape = dims
-            else:
-                raise UsageError(f"--input for {spec} is C x H x W with C = {channels}, H x W or one side; "
-                                 f"got {args.input!r}")
-            out.append((spec, spec, shape))
-            continue
-        if dims is None and not args.resolutions:
-            raise UsageError(f"give the input of {spec} with --input, e.g. --input 3x224x224")
-        folder = Path(spec.rpartition(":")[0]).resolve().parent
-        with _folder_on_path(folder), contextlib.redirect_stdout(sys.stderr):
-            obj, root = _user_attr(spec, "the model")
-            model = _build_user_model(obj, spec, {}, root, "cpu")
-        out.append((spec, model, dims if dims is not None else (3, 224, 224)))
-    return out
-
-
 def _fmt(value: float | None, digits: int = 2) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
@@ -147,7 +108,9 @@ def run(args: argparse.Namespace) -> int:
     batches = _ints(args.batch, "--batch")
     runtimes = _runtimes(args.runtime)
     resolutions = _resolutions(args.resolutions) if args.resolutions else None
-    models = _models(args)
+    from cnnlab.cli.target import sample_targets
+
+    models = sample_targets(args.models, args.input, resolutions=bool(args.resolutions))
     if args.device == "cuda":
         import torch
 

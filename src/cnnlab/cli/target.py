@@ -39,6 +39,7 @@ __all__ = [
     "parse_dims",
     "parse_kwargs",
     "registered_shape",
+    "sample_targets",
 ]
 
 INPUT_HELP = (
@@ -527,3 +528,37 @@ def analyse(args: argparse.Namespace, spec: str) -> Any:
     result.model = plan.label
     return result
 
+
+def sample_targets(specs: Sequence[str], input_text: str | None, *, resolutions: bool = False,
+                   ) -> list[tuple[str, Any, tuple[int, ...]]]:
+    """The models that ``bench`` and ``roofline`` take, each as (label, registered name or the
+    user's module built on the CPU, one sample's shape). ``input_text`` is ``--input``: for a
+    registered model C x H x W, H x W or one side (default its native size); a user's module needs
+    it unless ``resolutions`` give the sizes."""
+    dims = parse_dims(input_text) if input_text else None
+    out = []
+    for spec in specs:
+        if not is_user_spec(spec):
+            info = registered_info(spec)
+            channels, native = info.input_size[0], tuple(info.input_size)
+            if dims is None:
+                shape = native
+            elif len(dims) == 1:
+                shape = (channels, dims[0], dims[0])
+            elif len(dims) == 2:
+                shape = (channels, *dims)
+            elif len(dims) == 3 and dims[0] == channels:
+                shape = dims
+            else:
+                raise UsageError(f"--input for {spec} is C x H x W with C = {channels}, H x W or one side; "
+                                 f"got {input_text!r}")
+            out.append((spec, spec, shape))
+            continue
+        if dims is None and not resolutions:
+            raise UsageError(f"give the input of {spec} with --input, e.g. --input 3x224x224")
+        folder = Path(spec.rpartition(":")[0]).resolve().parent
+        with _folder_on_path(folder), contextlib.redirect_stdout(sys.stderr):
+            obj, root = _user_attr(spec, "the model")
+            model = _build_user_model(obj, spec, {}, root, "cpu")
+        out.append((spec, model, dims if dims is not None else (3, 224, 224)))
+    return out
