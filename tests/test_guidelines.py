@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import cnnlab
-from cnnlab.bench.guidelines import GUIDELINES, build, holds, paper_numbers, run_guidelines, tables
+from cnnlab.bench.guidelines import GUIDELINES, build, g3_width, holds, paper_numbers, run_guidelines, tables
 from cnnlab.cli import main
 
 NOTES = Path(__file__).resolve().parents[2] / "shared" / "course-notes" / "003_8386f7907c994ac0.txt"
@@ -50,6 +50,35 @@ def test_g4_units_have_equal_macs_and_lose_the_elementwise_flops(device):
         assert full - runs["relu=no shortcut=yes"].flops == relus
         assert full - runs["relu=yes shortcut=no"].flops == adds
         assert full - runs["relu=no shortcut=no"].flops == relus + adds
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_g2_g1_row_is_g3_one_fragment_as_the_papers_timings_say(device):
+    """The paper times Table 2's g=1 row and Table 3's 1-fragment row alike in every column (ARM
+    40.0/40.2, 10.2/10.1, 2.3/2.3; GPU 2451/2446, 1289/1274, 437/434): the same network, ten 1x1
+    convs c -> c, with Table 2's xk column at Table 3's k-th width. Ours must be too."""
+    numbers, t = paper_numbers(), tables(device)
+    kind = KINDS[device]
+    for x, c in zip(t["G2"].columns, t["G3"].columns):
+        g2, g3 = numbers[("G2", kind, "g=1", x)], numbers[("G3", kind, "1-fragment", c)]
+        assert abs(g2 / g3 - 1) < 0.015, (x, c)  # the paper's premise for this test
+        a, b = build(t["G2"], "g=1", x), build(t["G3"], "1-fragment", c)
+        width = t["G2"].in_channels("g=1", x)
+        assert width == t["G3"].in_channels("1-fragment", c)
+        assert cnnlab.analyze(a, (1, width, 56, 56)).flops == cnnlab.analyze(b, (1, width, 56, 56)).flops
+        assert cnnlab.analyze(a, (1, width, 56, 56)).macs == 10 * 56 * 56 * width * width  # by hand
+
+
+def test_g2_group_conv_macs_and_g3_widths_by_hand():
+    table = tables("cpu")["G2"]
+    # ten 1x1 group convs: h·w·c²/g MACs each
+    assert cnnlab.analyze(build(table, "g=4", "x1"), (1, 128, 56, 56)).macs == 10 * 56 * 56 * 128 * 128 // 4
+    assert cnnlab.analyze(build(table, "g=8", "x2"), (1, 368, 56, 56)).macs == 10 * 56 * 56 * 368 * 368 // 8
+    # series fragments: k convs of w -> w with k·w² nearest c²
+    assert g3_width(64, "2-fragment-series") == 45     # 2·45² = 4050, 2·46² = 4232; 64² = 4096
+    assert g3_width(128, "2-fragment-series") == 91    # 2·91² = 16562, 2·90² = 16200; 128² = 16384
+    assert g3_width(256, "4-fragment-series") == 128
+    assert g3_width(64, "4-fragment-parallel") == 64   # parallel branches take the whole input
 
 
 def test_tables_carry_the_papers_channels():
@@ -117,8 +146,21 @@ def test_direction_holds_on_the_papers_own_numbers(name, kind):
 
 
 @pytest.mark.parametrize("name, speeds", [
+    ("G1", {"1:1": 10.0, "1:2": 10.0, "1:6": 9.0, "1:12": 8.0}),
+    ("G2", {"g=1": 10.0, "g=2": 9.0, "g=4": 9.0, "g=8": 8.0}),
+    ("G3", {"1-fragment": 5.0, "2-fragment-series": 4.0, "4-fragment-series": 4.5,
+            "2-fragment-parallel": 1.0, "4-fragment-parallel": 5.0}),
+    ("G4", {"relu=yes shortcut=yes": 10.0, "relu=yes shortcut=no": 9.0, "relu=no shortcut=yes": 12.0,
+            "relu=no shortcut=no": 10.5}),
+])
+def test_direction_holds_on_made_up_timings(name, speeds):
+    assert holds(name, speeds)  # ties hold; G4 compares only the full unit with the bare one
+
+
+@pytest.mark.parametrize("name, speeds", [
     ("G1", {"1:1": 10.0, "1:2": 11.0, "1:6": 9.0, "1:12": 8.0}),
     ("G2", {"g=1": 10.0, "g=2": 9.0, "g=4": 7.0, "g=8": 8.0}),
+    ("G2", {"g=1": 10.0, "g=2": 7.0, "g=4": 8.0, "g=8": 6.0}),  # first fastest, last slowest, not monotone
     ("G3", {"1-fragment": 5.0, "2-fragment-series": 6.0, "4-fragment-series": 1.0,
             "2-fragment-parallel": 1.0, "4-fragment-parallel": 1.0}),
     ("G4", {"relu=yes shortcut=yes": 10.0, "relu=yes shortcut=no": 12.0, "relu=no shortcut=yes": 12.0,
@@ -156,12 +198,22 @@ def test_unknown_guideline_in_the_api():
     (["--min-time", "0"], "--min-time"),
     (["--threads", "0"], "--threads"),
     (["--device", "tpu"], "invalid choice"),
+    (["--repeat", "3", "--min-time", "1"], "not allowed with"),
 ])
 def test_bad_arguments_are_one_line_exit_2(argv, says, capsys):
     assert main(["guidelines", *argv]) == 2
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and says in lines[0], captured.err
+
+
+def test_cuda_without_a_gpu_is_a_usage_error(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here")
+    assert main(["guidelines", "G1", "--device", "cuda"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
 
 
 def test_cli_json_and_table(tmp_path, capsys):
@@ -174,3 +226,28 @@ def test_cli_json_and_table(tmp_path, capsys):
     assert (tmp_path / "guideline_G4.svg").exists()
     printed = capsys.readouterr().out
     assert "G4: element-wise operations are not negligible" in printed and "66.3" in printed
+
+
+def test_rounds_interleave_rows_and_made_up_timings_reach_the_verdict(monkeypatch):
+    """Each column's rows are timed round-robin (every row, then every row again), the repeats
+    split over the rounds, and a cell's speed is its median call: with made-up timings (the full
+    unit 4 ms, then 3, 2 and 1 ms), G4 holds and the speeds are 1000/ms."""
+    import cnnlab.bench.timer as timer
+
+    calls = []
+
+    def fake(fn, *, batch, warmup, repeat, min_time, device):
+        calls.append(repeat)
+        ms = 4.0 - (len(calls) - 1) % 4
+        return timer.Timing((ms,) * repeat, batch)
+
+    monkeypatch.setattr(timer, "time_callable", fake)
+    g4 = run_guidelines(["G4"], side=8, columns=1, repeat=6)["G4"].to_dict()
+    assert calls == [2] * 12  # 3 rounds x 4 rows, 6 calls split into 2 per round
+    assert [r["ours"]["c=32"] for r in g4["rows"]] == [250.0, 1000 / 3, 500.0, 1000.0]
+    assert g4["holds_by_column"] == {"c=32": True} and g4["holds"]
+
+
+def test_repeat_and_min_time_are_exclusive_in_the_api():
+    with pytest.raises(ValueError, match="not both"):
+        run_guidelines(["G4"], repeat=3, min_time=1.0)

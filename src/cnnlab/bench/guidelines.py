@@ -5,16 +5,23 @@ Each table is a family of small networks of (nearly) equal FLOPs whose speed dif
 
 - G1 (Table 1): equal channel width minimises memory access cost. Ten blocks of two 1x1 convs,
   c1 -> c2 -> c1, at c1:c2 = 1:1, 1:2, 1:6, 1:12; the columns x1/x2/x4 scale both widths.
-- G2 (Table 2): excessive group convolution increases MAC. Ten blocks of two 1x1 group convs
-  c -> c with g = 1, 2, 4, 8 and c grown so that c^2 / g stays the same.
+- G2 (Table 2): excessive group convolution increases MAC. Ten 1x1 group convs c -> c stacked,
+  with g = 1, 2, 4, 8 and c grown so that c^2 / g stays the same.
 - G3 (Table 3): network fragmentation reduces parallelism. Ten blocks of 1, 2 or 4 1x1 convs in
   series or in parallel (the paper's appendix, Fig. 1), at the FLOPs of the 1-fragment block.
 - G4 (Table 4): element-wise operations are not free. Ten ResNet bottleneck units with the ReLU
   and the shortcut removed separately.
 
-All use a 56 x 56 input, as the paper says for each table. The paper times batch 8 on a GPU
-(batches/s) and batch 1 on an ARM core (images/s); here the CPU runs batch 1 and a GPU, when
-asked for, batch 8. The paper's numbers live in ``cnnlab/data/guidelines_paper.csv``.
+All use a 56 x 56 input, as the paper says for each table. The paper's own numbers tie its tables
+together: Table 2's g=1 row and Table 3's 1-fragment row time the same (ARM 40.0 and 40.2 images/s
+at c=64; GPU 2451 and 2446 batches/s at c=128), so both are ten single 1x1 convs c -> c, and Table
+2's x2/x4 columns equal Table 3's c=128/c=256 ones (10.2/10.1, 2.3/2.3), so xk multiplies the
+widths by k (FLOPs by k^2); Table 1's x1 ARM row (two convs of 32 -> 32 per block, half of
+Table 2's g=1 FLOPs) runs at about twice its speed (76.2 against 40.0), as it should.
+
+The paper times batch 8 on a GPU (batches/s) and batch 1 on an ARM core (images/s); here the CPU
+runs batch 1 and a GPU, when asked for, batch 8. The paper's numbers live in
+``cnnlab/data/guidelines_paper.csv``.
 """
 
 from __future__ import annotations
@@ -28,11 +35,15 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-__all__ = ["GUIDELINES", "Bottleneck", "ParallelFragments", "Table", "build", "holds", "paper_numbers", "run_guidelines", "tables"]
+__all__ = ["DEFAULT_MIN_TIME", "GUIDELINES", "Bottleneck", "GuidelineResult", "ParallelFragments", "Table", "build",
+           "g3_width", "holds", "paper_numbers", "run_guidelines", "tables"]
 
 GUIDELINES = ("G1", "G2", "G3", "G4")
 SIDE = 56  # every table: "Input image size is 56 x 56"
-BLOCKS = 10  # G4: "the unit is stacked repeatedly for 10 times"; we read the others the same way
+ROUNDS = 3  # interleaved timing rounds per column (see run_guidelines)
+DEFAULT_MIN_TIME = 2.0  # seconds of timed calls per network, all rounds together
+BLOCKS = 10  # G1 "10 building blocks", G3 "stacked for 10 times", G4 "stacked repeatedly for 10 times";
+# G2: not sure the paper's text says 10 for Table 2; its g=1 numbers equal G3's 1-fragment ones (ten convs)
 PAPER_CSV = Path(__file__).resolve().parents[1] / "data" / "guidelines_paper.csv"
 
 
@@ -64,8 +75,9 @@ def _stack(make_block: Callable[[], Any]) -> Any:
 
 
 # -- G1 -------------------------------------------------------------------------------------------
-# Table 1: "(c1, c2) for x1"; x2 and x4 double and quadruple both (the x2 column of G2/G3 with c
-# doubled times the same as the next channel column of G3, which fixes this reading).
+# Table 1: "(c1, c2) for x1"; x2 and x4 double and quadruple both widths. The paper does not say so
+# for Table 1; Tables 2 and 3 fix this reading (see the module docstring), and its ARM columns fall
+# about 4x per step (76.2, 21.7, 5.3) as FLOPs growing 4x per step would make them.
 G1_CHANNELS = {"gpu": {"1:1": (128, 128), "1:2": (90, 180), "1:6": (52, 312), "1:12": (36, 432)},
                "arm": {"1:1": (32, 32), "1:2": (22, 44), "1:6": (13, 78), "1:12": (9, 108)}}
 SCALES = {"x1": 1, "x2": 2, "x4": 4}
@@ -97,8 +109,8 @@ def _g2(kind: str) -> Table:
 
     def network(row: str, col: str) -> Any:
         c, g = width(row, col), int(row[2:])
-        # Two group convs per block, as G1's two convs per block (the paper does not say how many).
-        return _stack(lambda: nn.Sequential(*_convs((c, c, c), groups=g)))
+        # One group conv per block: the paper's g=1 timings equal G3's 1-fragment block (one conv).
+        return _stack(lambda: _convs((c, c), groups=g)[0])
 
     rows = tuple(f"g={g}" for g in G2_CHANNELS[kind])
     return Table("G2", "excessive group convolution increases memory access cost", rows, tuple(SCALES),
@@ -112,9 +124,9 @@ G3_CHANNELS = {"gpu": (128, 256, 512), "arm": (64, 128, 256)}
 
 class ParallelFragments(nn.Module):
     """The parallel-fragment block: ``k`` 1x1 convs on the same input, c -> c/k each, concatenated
-    back to c channels. Our reading of the appendix's Fig. 1, which shows the branches and their
-    merge but not the merge's kind: concatenation keeps the FLOPs of the 1-fragment block exactly
-    and adds no element-wise op (G4 measures those separately)."""
+    back to c channels. The merge is our reading of the appendix's Fig. 1 (not sure: it could be
+    an addition of k convs c/sqrt(k) wide): concatenation keeps the FLOPs of the 1-fragment block
+    exactly and adds no element-wise op, which G4 measures separately."""
 
     def __init__(self, c: int, k: int) -> None:
         super().__init__()
@@ -125,12 +137,15 @@ class ParallelFragments(nn.Module):
 
 
 def g3_width(c: int, row: str) -> int:
-    """The series blocks' width at the 1-fragment block's FLOPs: k convs of w -> w cost k·w² =
-    c², so w = c / sqrt(k), rounded to the nearest even number as the paper rounds its widths."""
+    """The series blocks' width at the 1-fragment block's FLOPs (Table 3: "the channel number in
+    other fragmented structures is adjusted so that the FLOPs are the same as 1-fragment"): k convs
+    of w -> w cost k·w² = c², so w = c / sqrt(k); the paper gives no widths, we take the integer
+    whose k·w² is nearest c²."""
     k = int(row[0])
     if row == "1-fragment" or row.endswith("parallel"):
         return c
-    return 2 * round(c / math.sqrt(k) / 2)
+    low = math.isqrt(c * c // k)
+    return min((low, low + 1), key=lambda w: abs(k * w * w - c * c))
 
 
 def _g3(kind: str) -> Table:
@@ -212,15 +227,16 @@ def paper_numbers(path: Path = PAPER_CSV) -> dict[tuple[str, str, str, str], flo
 
 
 def holds(guideline: str, speeds: dict[str, float]) -> bool:
-    """Whether one column of speeds (row -> throughput, higher is faster) goes the paper's way:
-    G1 the 1:1 row is the fastest; G2 g=1 is the fastest and the largest g the slowest; G3 the
-    1-fragment block is the fastest; G4 without ReLU and shortcut is faster than with both.
-    Ties count as holding (the paper's own CPU columns tie)."""
+    """Whether one column of speeds (row -> throughput, higher is faster; rows in the table's
+    order) goes the paper's way: G1 the 1:1 row is the fastest; G2 the throughput never rises as g
+    grows (g=1 >= g=2 >= g=4 >= g=8); G3 the 1-fragment block is the fastest; G4 the unit without
+    ReLU and shortcut is at least as fast as the unit with both. Ties count as holding (the
+    paper's own CPU columns tie)."""
     rows = list(speeds)
     if guideline == "G1":
         return speeds["1:1"] >= max(speeds.values())
     if guideline == "G2":
-        return speeds[rows[0]] >= max(speeds.values()) and speeds[rows[-1]] <= min(speeds.values())
+        return all(speeds[a] >= speeds[b] for a, b in zip(rows, rows[1:]))
     if guideline == "G3":
         return speeds["1-fragment"] >= max(speeds.values())
     if guideline == "G4":
@@ -231,6 +247,9 @@ def holds(guideline: str, speeds: dict[str, float]) -> bool:
 # -- running -------------------------------------------------------------------------------------
 @dataclass
 class GuidelineResult:
+    """One table's run: its rows as the JSON has them (docs/guidelines.md) and the direction per
+    column, ours and the paper's."""
+
     table: Table
     rows: list[dict[str, Any]] = field(default_factory=list)
     holds_by_column: dict[str, bool] = field(default_factory=dict)
@@ -254,21 +273,44 @@ def run_guidelines(
     columns: int | None = None,
     side: int = SIDE,
     warmup: int = 2,
-    repeat: int | None = 10,
+    repeat: int | None = None,
     min_time: float | None = None,
+    rounds: int = ROUNDS,
     progress: Callable[[str, str, str], None] | None = None,
 ) -> dict[str, GuidelineResult]:
     """Time every cell of the chosen tables. ``columns`` keeps the first N columns (``--quick``:
     1); ``side`` is the input's side (56 in the paper; tests pass less). The FLOPs of each cell come
-    from ``cnnlab.analyze``. ``progress(guideline, row, column)`` is called before each cell."""
+    from ``cnnlab.analyze``; the timing is ``cnnlab.bench.timer.time_callable`` (under
+    ``torch.inference_mode``).
+
+    A column's networks are timed in ``rounds`` interleaved rounds (every row, then every row
+    again, ...), so that a burst of load from other processes falls on all rows of the column
+    rather than on one; ``repeat`` timed calls or ``min_time`` seconds per network (default
+    ``DEFAULT_MIN_TIME``) are split over the rounds, each round starts with ``warmup`` calls, and a
+    cell's speed is taken at the median of all its calls. ``progress(guideline, row, column)`` is
+    called as each cell is built."""
     from cnnlab.analysis import analyze
-    from cnnlab.bench.timer import time_callable
+    from cnnlab.bench.timer import Timing, time_callable
 
     unknown = [g for g in which if g not in GUIDELINES]
     if unknown:
         raise ValueError(f"unknown guideline {unknown[0]!r}: choose from {', '.join(GUIDELINES)}")
     if columns is not None and columns < 1:
         raise ValueError(f"columns must be >= 1, got {columns}")
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    if repeat is not None and min_time is not None:
+        raise ValueError("give repeat or min_time, not both")
+    if repeat is not None and repeat < 1:
+        raise ValueError(f"repeat must be >= 1, got {repeat}")
+    if min_time is not None and not min_time > 0:
+        raise ValueError(f"min_time must be > 0 seconds, got {min_time}")
+    if repeat is None and min_time is None:
+        min_time = DEFAULT_MIN_TIME
+    if repeat is not None:
+        rounds = min(rounds, repeat)
+    per_round = {"repeat": None if repeat is None else math.ceil(repeat / rounds),
+                 "min_time": None if min_time is None else min_time / rounds}
     paper = paper_numbers()
     out: dict[str, GuidelineResult] = {}
     for name, table in tables(device).items():
@@ -276,27 +318,33 @@ def run_guidelines(
             continue
         cols = table.columns[:columns] if columns else table.columns
         result = out[name] = GuidelineResult(table)
-        speeds: dict[str, dict[str, float]] = {c: {} for c in cols}
-        for row in table.rows:
-            entry: dict[str, Any] = {"setting": row, "channels": {}, "flops": {}, "ours": {}, "paper": {}}
-            for col in cols:
+        entries = {row: {"setting": row, "channels": {}, "flops": {}, "ours": {}, "paper": {}} for row in table.rows}
+        for col in cols:
+            calls: dict[str, Callable[[], Any]] = {}
+            for row in table.rows:
                 if progress is not None:
                     progress(name, row, col)
                 model = build(table, row, col).to(device)
                 shape = (table.batch, table.in_channels(row, col), side, side)
+                entry = entries[row]
                 entry["channels"][col] = table.channels(row, col)
                 entry["flops"][col] = analyze(model, shape).flops
-                x = torch.randn(shape, device=device)
-                timing = time_callable(lambda: model(x), batch=table.batch, warmup=warmup, repeat=repeat,
-                                       min_time=min_time, device=device)
-                # images/s on the CPU, batches/s on a GPU, as the paper's columns
-                speed = timing.images_per_s / (table.batch if table.device_kind == "gpu" else 1)
-                entry["ours"][col] = speed
-                speeds[col][row] = speed
                 entry["paper"][col] = paper.get((name, table.device_kind, row, col))
-            result.rows.append(entry)
-        for col in cols:
-            result.holds_by_column[col] = holds(name, speeds[col])
+                x = torch.randn(shape, device=device)
+                calls[row] = lambda model=model, x=x: model(x)
+            samples: dict[str, list[float]] = {row: [] for row in table.rows}
+            for _ in range(rounds):
+                for row, call in calls.items():
+                    timing = time_callable(call, batch=table.batch, warmup=warmup, device=device, **per_round)
+                    samples[row].extend(timing.samples_ms)
+            speeds = {}
+            for row in table.rows:
+                images_per_s = Timing(tuple(samples[row]), table.batch).images_per_s
+                # images/s on the CPU, batches/s on a GPU, as the paper's columns
+                per_batch = table.batch if table.device_kind == "gpu" else 1
+                speeds[row] = entries[row]["ours"][col] = images_per_s / per_batch
+            result.holds_by_column[col] = holds(name, speeds)
             result.paper_holds_by_column[col] = holds(name, {r: paper[(name, table.device_kind, r, col)]
                                                                for r in table.rows})
+        result.rows = list(entries.values())
     return out

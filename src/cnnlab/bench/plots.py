@@ -37,9 +37,10 @@ def guideline_chart(name: str, result: Any, folder: str | Path) -> list[Path]:
         ax.bar([x + width / 2 for x in xs], paper, width, label=f"paper ({table['paper_device'].upper()})",
                color="#bbbbbb")
         ax.axhline(1.0, color="black", linewidth=0.6)
-        ax.set_xticks(list(xs), [r["setting"].replace(" ", "\n") for r in rows], fontsize=8)
+        ax.set_xticks(list(xs), [r["setting"] for r in rows], fontsize=8, rotation=30, ha="right")
         ax.set_title(f"{col}: {'holds' if table['holds_by_column'][col] else 'does not hold'}", fontsize=9)
     axes[0][0].set_ylabel(f"speed relative to the first row ({table['unit']})")
     axes[0][0].legend(fontsize=8)
     fig.suptitle(f"{name}: {table['title']}")
+    fig.tight_layout()
     return save_figure(fig, Path(folder) / f"guideline_{name}")

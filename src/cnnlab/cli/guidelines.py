@@ -12,6 +12,8 @@ from cnnlab.cli.common import add_command
 __all__ = ["add_parser", "run"]
 
 NAMES = ("G1", "G2", "G3", "G4")
+QUICK_MIN_TIME = 0.6  # seconds per network with --quick
+FULL_MIN_TIME = 2.0  # cnnlab.bench.guidelines.DEFAULT_MIN_TIME (not imported: no torch for --help)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -28,12 +30,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("which", nargs="?", default=",".join(NAMES), metavar="G1,G2,...",
                         help="guidelines to run, comma-separated (default: all four)")
-    parser.add_argument("--quick", action="store_true", help="only each table's first column, fewer repeats")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"only each table's first column, {QUICK_MIN_TIME:g} s per network")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to run")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     repeats = parser.add_mutually_exclusive_group()
-    repeats.add_argument("--repeat", type=int, help="timed calls per network (default: 10, 5 with --quick)")
-    repeats.add_argument("--min-time", type=float, metavar="S", help="time each network for about S seconds instead")
+    repeats.add_argument("--repeat", type=int, help="timed calls per network, split over 3 interleaved rounds")
+    repeats.add_argument("--min-time", type=float, metavar="S",
+                         help=f"seconds of timed calls per network (default: {FULL_MIN_TIME:g}, "
+                              f"{QUICK_MIN_TIME:g} with --quick)")
     parser.add_argument("--plot", metavar="DIR", help="write a bar chart per guideline (PNG and SVG) into DIR")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON ('-' for stdout)")
     return parser
@@ -65,15 +70,20 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--device cuda: no CUDA device here")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    from cnnlab.bench import machine_info
+    from cnnlab.bench import load_warning, machine_info
     from cnnlab.bench.guidelines import run_guidelines
 
     def progress(name: str, row: str, col: str) -> None:
         print(f"cnnlab guidelines: {name} {row} {col}", file=sys.stderr, flush=True)
 
-    repeat = args.repeat if args.repeat is not None else (None if args.min_time else (5 if args.quick else 10))
-    results = run_guidelines(which, device=args.device, columns=1 if args.quick else None, repeat=repeat,
-                             min_time=args.min_time, warmup=1 if args.quick else 2, progress=progress)
+    warning = load_warning()
+    if warning:
+        print(f"cnnlab guidelines: {warning}", file=sys.stderr, flush=True)
+    min_time = args.min_time
+    if args.repeat is None and min_time is None:
+        min_time = QUICK_MIN_TIME if args.quick else FULL_MIN_TIME
+    results = run_guidelines(which, device=args.device, columns=1 if args.quick else None, repeat=args.repeat,
+                             min_time=min_time, progress=progress if sys.stderr.isatty() else None)
     data: dict[str, Any] = {"machine": machine_info(args.device)}
     data.update({name: r.to_dict() for name, r in results.items()})
     if args.plot:
