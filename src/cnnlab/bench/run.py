@@ -30,7 +30,7 @@ from cnnlab.bench.runtimes import DTYPES, RUNTIMES, get_runtime
 from cnnlab.bench.timer import time_callable
 from cnnlab.bench.verify import TOLERANCE, max_rel_diff, nondegenerate
 
-__all__ = ["BenchResult", "Result", "bench", "machine_info"]
+__all__ = ["BenchResult", "Result", "bench", "load_warning", "machine_info"]
 
 RESULT_KEYS = ("model", "runtime", "dtype", "batch", "input_shape", "median_ms", "iqr_ms", "images_per_s",
                "max_rel_diff", "ok", "error")
@@ -128,6 +128,18 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info
+
+
+def load_warning(threshold: float = 0.5) -> str | None:
+    """A warning when the 1-minute load average exceeds ``threshold`` per CPU: other processes
+    slow the runtimes unevenly (eager suffers most), so ratios taken now mislead."""
+    if not hasattr(os, "getloadavg"):
+        return None
+    load, cpus = os.getloadavg()[0], os.cpu_count() or 1
+    if load <= threshold * cpus:
+        return None
+    return (f"the machine is busy (load {load:.2f} on {cpus} CPUs): timings will be noisy and eager slowed "
+            "most; measure on a quiet machine")
 
 
 # -- models and inputs ---------------------------------------------------------------------------

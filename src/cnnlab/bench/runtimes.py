@@ -13,14 +13,16 @@ Threads are set the same way for every runtime: torch's ``set_num_threads`` (don
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import os
 import shutil
+import sys
 import tempfile
 import warnings
 from importlib import metadata
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 __all__ = [
     "DTYPES",
@@ -166,6 +168,23 @@ class Compile(Runtime):
         return lambda: compiled(x)
 
 
+@contextlib.contextmanager
+def _quiet_stdout_fd() -> Iterator[None]:
+    """Silence file descriptor 1 (C++ writes included): torch 2.x's TorchScript exporter dumps the
+    whole graph to stdout when it fails, because its log switch tests a function object for
+    truth (``setup_onnx_logging``); a failure here only means the next exporter is tried."""
+    sys.stdout.flush()
+    saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
 def export_onnx(model: Any, example: Any, path: str) -> str:
     """Export ``model`` on ``example`` to ``path`` with ``torch.onnx``: the TorchScript-based
     exporter (``dynamo=False``; seconds) first, the dynamo one (needs onnxscript) when that
@@ -178,14 +197,14 @@ def export_onnx(model: Any, example: Any, path: str) -> str:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 if dynamo:
-                    import contextlib
                     import io
 
                     with contextlib.redirect_stdout(io.StringIO()):  # its progress lines
                         torch.onnx.export(model, (example,), path, dynamo=True, optimize=True)
                 else:
-                    torch.onnx.export(model, (example,), path, dynamo=False, opset_version=17,
-                                      do_constant_folding=True)
+                    with _quiet_stdout_fd():
+                        torch.onnx.export(model, (example,), path, dynamo=False, opset_version=17,
+                                          do_constant_folding=True)
             return "dynamo" if dynamo else "torchscript"
         except Exception as exc:  # noqa: BLE001 - the next exporter may work
             errors.append(f"{'dynamo' if dynamo else 'torchscript'} exporter: {type(exc).__name__}: "

@@ -126,6 +126,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"cnnlab bench: {result.model} {shape} {result.runtime} {result.dtype}: {what}", file=sys.stderr,
               flush=True)
 
+    from cnnlab.bench import load_warning
+
+    warning = load_warning()
+    if warning:
+        print(f"cnnlab bench: {warning}", file=sys.stderr, flush=True)
     results = []
     machine: dict[str, Any] = {}
     for label, model, shape in models:
@@ -139,15 +144,46 @@ def run(args: argparse.Namespace) -> int:
     from cnnlab.bench import BenchResult
 
     result = BenchResult(machine, results)
+    paper = None
+    if resolutions:
+        from cnnlab.bench.resolutions import compare
+
+        paper = compare(results)
     if args.json:
-        text = result.to_json()
+        data = result.to_dict()
+        if paper is not None:
+            data["resolutions_vs_paper"] = paper
+        import json
+
+        text = json.dumps(data, indent=2)
         if args.json == "-":
             print(text)
             return 0
-        with open(args.json, "w") as f:
-            f.write(text + "\n")
+        from cnnlab.fileio import atomic_write_text
+
+        atomic_write_text(args.json, text + "\n")
     _print_table(result)
+    if paper:
+        _print_paper(paper)
     return 0
+
+
+def _print_paper(rows: list[dict[str, Any]]) -> None:
+    """The notes' latency-vs-resolution table beside ours: ms, and each time over the first size's."""
+    from cnnlab.cli.common import print_table
+
+    sizes = [f"{r['height']}x{r['width']}" for r in rows[0]["resolutions"]]
+    header = ["model", "runtime"] + [h for s in sizes for h in (f"{s} ms", f"{s} paper ms", f"{s} ratio", f"{s} paper ratio")]
+    table = []
+    for row in rows:
+        cells = [row["model"], row["runtime"]]
+        for r in row["resolutions"]:
+            cells += [_fmt(r["ours_ms"]), _fmt(r["paper_ms"], 1), _fmt(r["ours_ratio"]), _fmt(r["paper_ratio"])]
+        table.append(cells)
+    print()
+    print_table(header, table, set(range(2, len(header))),
+                title="latency vs resolution, here and in the notes (ShuffleNet paper, Table 8)",
+                caption=f"paper: {rows[0]['source']}; ratio: the time at that size over the time at {sizes[0]}")
 
 
 def _print_table(result: Any) -> None:

@@ -8,6 +8,7 @@ import argparse
 import sys
 from typing import Any
 
+from cnnlab.cli.bench import RUNTIME_NAMES
 from cnnlab.cli.common import add_command
 
 __all__ = ["add_parser", "run"]
@@ -19,8 +20,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="this machine's compute and bandwidth ceilings, and each layer's time against them",
         description=(
             "Measure (once, then cached) this machine's compute ceiling in GFLOP/s per dtype (the best of\n"
-            "large GEMMs and convolutions over torch, ONNX Runtime and OpenVINO) and its memory bandwidth\n"
-            "(a large copy), then bound each layer of the models: max(FLOPs / peak, bytes / bandwidth).\n"
+            "large GEMMs and convolutions over torch, ONNX Runtime and OpenVINO, beside the CPU's theoretical\n"
+            "peak) and its memory bandwidth (a large copy), then bound each layer of the models:\n"
+            "max(FLOPs / peak, bytes / bandwidth).\n"
             "Prints the bound, the measured time (per layer in eager mode, the whole model on --runtime),\n"
             "the percent of the roofline reached, and which layers are memory-bound.\n\n"
             "Exit codes: 0 done, 1 an error in your model's code, 2 bad input."
@@ -36,7 +38,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                              "full shape (3x224x224). Default: the registered model's native size")
     parser.add_argument("--batch", type=int, default=1, help="batch size")
     parser.add_argument("--runtime", default="eager", metavar="NAME",
-                        help="the runtime that times the whole model (per-layer times are always eager's)")
+                        help=f"the runtime that times the whole model, one of {', '.join(RUNTIME_NAMES)} "
+                             "(per-layer times are always eager's)")
     parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"), help="precision of the ceiling and run")
     parser.add_argument("--threads", type=int, help="threads for every runtime (default: torch's)")
     parser.add_argument("--top", type=int, default=10, help="layers to list per model, slowest first")
@@ -46,6 +49,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _check(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
     from cnnlab.bench.runtimes import RUNTIMES
     from cnnlab.cli.errors import UsageError
 
@@ -56,6 +61,10 @@ def _check(args: argparse.Namespace) -> None:
             raise UsageError(f"{option} must be >= 1, got {value}")
     if args.runtime not in RUNTIMES:
         raise UsageError(f"unknown runtime {args.runtime!r}; choose from {', '.join(RUNTIMES)}")
+    if args.plot and Path(args.plot).exists() and not Path(args.plot).is_dir():
+        raise UsageError(f"--plot takes a folder; {args.plot} is a file")
+    if args.json and args.json != "-" and Path(args.json).is_dir():
+        raise UsageError(f"--json takes a file name or -; {args.json} is a folder")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,37 +72,32 @@ def run(args: argparse.Namespace) -> int:
     from cnnlab.cli.target import sample_targets
 
     targets = sample_targets(args.models, args.input)
-    import torch
+    from cnnlab.bench.ceilings import machine_ceilings
+    from cnnlab.bench.roofline import RooflineReport, plot_roofline, roofline_report
 
-    from cnnlab.bench import bench, machine_info
-    from cnnlab.bench.ceilings import ceilings
-    from cnnlab.bench.roofline import plot_roofline, roofline
-    from cnnlab.registry import create_model
+    def say(text: str) -> None:
+        print(f"cnnlab roofline: {text}", file=sys.stderr, flush=True)
 
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    print("cnnlab roofline: ceilings" + (" (measuring)" if args.remeasure else ""), file=sys.stderr, flush=True)
-    limits = ceilings("cpu", remeasure=args.remeasure, quick=args.quick)
-    data: dict[str, Any] = {"machine": machine_info("cpu"), "ceilings": limits, "models": []}
-    results = []
+    say("ceilings" + (" (measuring)" if args.remeasure else ""))
+    limits = machine_ceilings(remeasure=args.remeasure, quick=args.quick, threads=args.threads)
+    report = None
     for label, model, shape in targets:
-        print(f"cnnlab roofline: {label}", file=sys.stderr, flush=True)
-        module = create_model(model).eval() if isinstance(model, str) else model.eval()
-        full = (args.batch, *shape)
-        timed = bench([(label, module)], batch=[args.batch], input=shape, runtimes=[args.runtime], dtype=args.dtype,
-                      repeat=5 if args.quick else 10).results[0]
-        result = roofline(module, full, limits, label=label, runtime=args.runtime, dtype=args.dtype,
-                          measured_ms=timed.median_ms if timed.ok else None, layer_repeat=3 if args.quick else 5)
-        if not timed.ok:
-            result.error = timed.error
-        results.append(result)
-        data["models"].append(result.to_dict())
-        if args.plot:
-            plot_roofline(result, args.plot)
+        spec = model if isinstance(model, str) else (label, model)
+        part = roofline_report([spec], input=shape, batch=args.batch, runtime=args.runtime, dtype=args.dtype,
+                               threads=args.threads, quick=args.quick, ceilings=limits, progress=say)
+        report = part if report is None else RooflineReport(report.machine, limits, report.models + part.models)
+    if report is None:
+        from cnnlab.bench import machine_info
+
+        report = RooflineReport(machine_info("cpu"), limits)
+    if args.plot:
+        for result in report.models:
+            for path in plot_roofline(result, args.plot):
+                say(f"wrote {path}")
     if args.json:
         import json
 
-        text = json.dumps(data, indent=2)
+        text = json.dumps(report.to_dict(), indent=2)
         if args.json == "-":
             print(text)
             return 0
@@ -101,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
 
         atomic_write_text(args.json, text + "\n")
     _print_machine(limits)
-    for result in results:
+    for result in report.models:
         _print_model(result, args.top)
     return 0
 
@@ -119,9 +123,8 @@ def _print_machine(limits: dict[str, Any]) -> None:
     rows.append(["memory bandwidth", f"{limits['gbytes_per_s']:.1f} GB/s", limits["sources"].get("bandwidth", ""), ""])
     print_table(["ceiling", "measured", "best of", "theoretical GFLOP/s"], rows, {1, 3},
                 title="this machine's ceilings",
-                caption=f"{limits.get('threads')} threads, measured {limits.get('measured_at', 'now')}"
-                        + (" (quick)" if limits.get("quick") else "")
-                        + "; theoretical: logical CPUs x clock x FLOPs per cycle, two FMA units assumed")
+                caption=f"{limits.get('threads')} threads" + (" (quick measurement)" if limits.get("quick") else "")
+                        + f"; theoretical: {limits['sources'].get('theoretical', 'not read')}")
     print()
 
 
@@ -134,14 +137,16 @@ def _print_model(result: Any, top: int) -> None:
     rows = [[r["name"] or "(model)", r["type"], _num(r["flops"] / 1e6), _num(r["bytes"] / 1e6),
              _num(r["intensity"]), _num(r["bound_ms"], 3), _num(r["measured_ms"], 3),
              _num(r["percent_of_roofline"], 0), "memory" if r["memory_bound"] else "compute"] for r in layers]
+    limit = "memory-bound: weights and input / bandwidth" if d["memory_bound"] else "compute-bound: FLOPs / peak"
     total = (f"{d['model']} on {d['runtime']} ({d['dtype']}): measured {_num(d['measured_ms'])} ms, roofline bound "
-             f"{_num(d['bound_ms'])} ms, {_num(d['percent_of_roofline'], 0)} % of the roofline, "
+             f"{_num(d['bound_ms'])} ms ({limit}), {_num(d['percent_of_roofline'], 0)} % of the roofline, "
              f"{_num(d['achieved_gflops'], 1)} GFLOP/s achieved"
-             + (f"; {d['error']}" if d["error"] else ""))
+             + (f" ({d['error']})" if d["error"] else "")
+             + f"; the layers' bounds add up to {_num(d['layers_bound_ms'])} ms")
     memory = sum(r["memory_bound"] for r in d["layers"])
     print_table(header, rows, set(range(2, 8)), title=f"{d['model']} {'x'.join(map(str, d['input_shape']))}: "
                 f"the {len(layers)} slowest layers in eager mode",
-                caption=f"{total}. {memory} of {len(d['layers'])} layers are memory-bound. Over 100 %: the layer's "
+                caption=f"{total}. {memory} of {len(d['layers'])} layers are memory-bound. A layer over 100 %: its "
                         "data stayed in cache, above the DRAM bandwidth ceiling.")
     print()
     by_type = [[t["type"], str(t["layers"]), _num(t["flops"] / 1e6), _num(t["bound_ms"], 3), _num(t["measured_ms"], 3),
