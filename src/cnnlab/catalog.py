@@ -202,16 +202,17 @@ def _torch_version() -> str:
         return "none"
 
 
-def _code_fingerprint() -> str:
+def _code_fingerprint(skip: tuple[str, ...] = ("cli",)) -> str:
     """Sizes and modification times of cnnlab's library files (sources and data such as the
-    reference counts; the command line's modules excluded): with an editable install the version
-    stays the same while a model's code changes, and cached counts must not go stale. Reads file
-    metadata only, so it imports nothing."""
+    reference counts; the top-level folders in ``skip``, the command line's by default,
+    excluded): with an editable install the version stays the same while a model's code changes,
+    and cached counts must not go stale. Reads file metadata only, so it imports nothing. The
+    report's cache (``cnnlab.report.cache``) keys its entries with it too."""
     root = Path(cnnlab.__file__).parent
     digest = hashlib.sha1()
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root)
-        if relative.parts[0] == "cli" or "__pycache__" in relative.parts or not path.is_file():
+        if relative.parts[0] in skip or "__pycache__" in relative.parts or not path.is_file():
             continue
         stat = path.stat()
         digest.update(f"{relative}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())

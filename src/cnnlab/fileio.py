@@ -14,6 +14,16 @@ from typing import Any, Iterator
 __all__ = ["atomic_path", "atomic_write_text", "save_figure"]
 
 
+def _new_file_mode() -> int:
+    """The mode ``open()`` gives a new file: 0666 less the process's umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_NEW_FILE_MODE = _new_file_mode()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; when the block ends without an exception the file
@@ -27,6 +37,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield Path(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, _NEW_FILE_MODE)  # mkstemp's 0600 would make a report unreadable to a web server
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):

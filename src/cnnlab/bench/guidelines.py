@@ -42,6 +42,7 @@ GUIDELINES = ("G1", "G2", "G3", "G4")
 SIDE = 56  # every table: "Input image size is 56 x 56"
 ROUNDS = 3  # interleaved timing rounds per column (see run_guidelines)
 DEFAULT_MIN_TIME = 2.0  # seconds of timed calls per network, all rounds together
+QUICK_MIN_TIME = 0.6  # the same with --quick (cnnlab guidelines --quick, cnnlab report --quick)
 BLOCKS = 10  # G1 "10 building blocks", G3 "stacked for 10 times", G4 "stacked repeatedly for 10 times";
 # G2: not sure the paper's text says 10 for Table 2; its g=1 numbers equal G3's 1-fragment ones (ten convs)
 PAPER_CSV = Path(__file__).resolve().parents[1] / "data" / "guidelines_paper.csv"

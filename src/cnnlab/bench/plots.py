@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["guideline_chart", "pyplot"]
+__all__ = ["guideline_chart", "guideline_figure", "pyplot"]
 
 
 def pyplot() -> Any:
@@ -20,12 +20,17 @@ def pyplot() -> Any:
 
 
 def guideline_chart(name: str, result: Any, folder: str | Path) -> list[Path]:
-    """One guideline's bar chart: for each column of its table, each row's speed relative to the
-    table's first row, ours beside the paper's, so that different hardware compares."""
+    """``guideline_figure`` saved as ``guideline_<name>.png`` and ``.svg`` in ``folder``."""
     from cnnlab.fileio import save_figure
 
+    return save_figure(guideline_figure(name, result.to_dict()), Path(folder) / f"guideline_{name}")
+
+
+def guideline_figure(name: str, table: dict[str, Any]) -> Any:
+    """One guideline's bar chart from its JSON (``GuidelineResult.to_dict()``): for each column of
+    its table, each row's speed relative to the table's first row, ours beside the paper's, so that
+    different hardware compares."""
     plt = pyplot()
-    table = result.to_dict()
     columns, rows = table["columns"], table["rows"]
     fig, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 3.6), squeeze=False, sharey=True)
     width = 0.38
@@ -43,4 +48,4 @@ def guideline_chart(name: str, result: Any, folder: str | Path) -> list[Path]:
     axes[0][0].legend(fontsize=8)
     fig.suptitle(f"{name}: {table['title']}")
     fig.tight_layout()
-    return save_figure(fig, Path(folder) / f"guideline_{name}")
+    return fig

@@ -1,0 +1,43 @@
+"""Train, evaluate and predict: ``cnnlab train``, ``cnnlab eval`` and ``cnnlab predict``.
+
+``data`` turns a ``--data`` string into train/test datasets and holds the test-time transform
+(``preprocess``) that ``predict`` applies to images from disk. ``recipes`` holds the papers'
+training recipes as data, ``config`` a run's resolved arguments, ``engine`` the training loop
+(``train``), ``losses`` each architecture's objective, ``optim`` the optimizer and schedule,
+``checkpoint`` atomic checkpoints read with ``weights_only=True``, ``distributed`` torchrun's
+process group, ``logs`` metrics.csv, TensorBoard and the training curve.
+
+The names below are imported on first use: ``import cnnlab.train.recipes`` (``cnnlab train
+--list-recipes``) does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> the module that defines it
+_EXPORTS = {
+    "CheckpointError": "checkpoint", "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
+    "TrainConfig": "config", "resolve_config": "config",
+    "Data": "data", "DataError": "data", "load_data": "data",
+    "Interrupted": "engine", "ModelBuilder": "engine", "Reporter": "engine", "StepProgress": "engine",
+    "StopRequest": "engine", "TrainingError": "engine", "TrainResult": "engine", "evaluate": "engine",
+    "train": "engine", "train_one_epoch": "engine",
+    "RECIPES": "recipes", "Recipe": "recipes", "default_recipe": "recipes", "get_recipe": "recipes",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cnnlab.train' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"cnnlab.train.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
