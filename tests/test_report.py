@@ -42,7 +42,7 @@ def small(monkeypatch, tmp_path):
 
 
 def _report(folder: Path, train: bool = False, **kw):
-    return build_report(folder, models=["lenet5", "squeezenet1_1"], quick=True, train=train, **kw)
+    return build_report(folder, models=["lenet5", "squeezenet1_1", "mobilenet_v1"], quick=True, train=train, **kw)
 
 
 def test_cell_formats() -> None:
@@ -100,20 +100,22 @@ def test_report_files_schema_and_page(small) -> None:
     assert data["schema"] == SCHEMA and data["quick"] is True
     assert {"cnnlab", "torch", "onnxruntime", "openvino"} <= set(data["versions"])
     ids = [s["id"] for s in data["sections"]]
-    assert ids == ["zoo", "roofline", "guidelines", "layers", "training"]
+    assert ids == ["zoo", "roofline", "guidelines", "mobilenet-grid", "layers", "training"]
+    grid = {(r["width_mult"], r["resolution"]): r for r in data["sections"][3]["tables"][0]["rows"]}
+    assert len(grid) == 16 and round(grid[(1.0, 224)]["macs_m"]) == 569 and grid[(1.0, 224)]["top1"] > 70
     run = data["sections"][-1]["data"]
     assert sum(map(sum, run["confusion"])) == 450 and len(run["metrics"]) == 2  # the digits' test split
     assert run["test_acc"] == pytest.approx(sum(run["confusion"][i][i] for i in range(10)) / 450, abs=1e-6)
     zoo = data["sections"][0]
     rows = {r["model"]: r for r in zoo["tables"][0]["rows"]}
-    assert set(rows) == {"lenet5", "squeezenet1_1"}
+    assert set(rows) == {"lenet5", "squeezenet1_1", "mobilenet_v1"}
     assert rows["lenet5"]["params"] == 61_706 and rows["lenet5"]["macs"] == 416_520  # the reference counts
     assert rows["lenet5"]["match"] is True and rows["squeezenet1_1"]["match"] is True
     assert rows["lenet5"]["eager_ms"] > 0 and rows["lenet5"]["fastest_runtime"] in ("onnxruntime", "openvino")
     figures = [f for s in data["sections"] for f in s["figures"]]
     names = {f["name"] for f in figures}
     assert {"params_vs_macs", "macs_vs_latency", "roofline", "guideline_G1", "guideline_G4", "per_layer",
-            "receptive_field", "training_curve", "confusion_matrix"} <= names
+            "receptive_field", "training_curve", "confusion_matrix", "mobilenet_grid"} <= names
     for f in figures:
         assert (out / f["png"]).stat().st_size > 1000 and (out / f["svg"]).read_text().lstrip().startswith("<?xml")
     page = (out / "index.html").read_text()
