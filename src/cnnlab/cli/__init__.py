@@ -1,6 +1,6 @@
 """The ``cnnlab`` command line. ``cli`` only dispatches: each command is one module of this
 package (``report``, ``models``, ``info``, ``profile``, ``compare``, ``rf``, ``bench``, ``roofline``,
-``guidelines``, ``train``) with ``add_parser(subparsers)``
+``guidelines``, ``train``, ``eval``, ``predict``) with ``add_parser(subparsers)``
 and ``run(args) -> exit code``; the work is done by the library (``cnnlab.catalog``,
 ``cnnlab.analyze``).
 
@@ -23,7 +23,7 @@ from cnnlab.cli.common import CnnlabParser, HelpFormatter, report_errors
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 # One module per command, in the order `cnnlab --help` lists them.
-COMMANDS = ("report", "models", "info", "profile", "compare", "rf", "bench", "roofline", "guidelines", "train")
+COMMANDS = ("report", "models", "info", "profile", "compare", "rf", "bench", "roofline", "guidelines", "train", "eval", "predict")
 
 
 def build_parser() -> CnnlabParser:

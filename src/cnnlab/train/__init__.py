@@ -5,7 +5,8 @@
 training recipes as data, ``config`` a run's resolved arguments, ``engine`` the training loop
 (``train``), ``losses`` each architecture's objective, ``optim`` the optimizer and schedule,
 ``checkpoint`` atomic checkpoints read with ``weights_only=True``, ``distributed`` torchrun's
-process group, ``logs`` metrics.csv, TensorBoard and the training curve.
+process group, ``logs`` metrics.csv, TensorBoard and the training curve, ``inference`` evaluation and prediction
+with a checkpoint or torchvision's pretrained weights.
 
 The names below are imported on first use: ``import cnnlab.train.recipes`` (``cnnlab train
 --list-recipes``) does not import torch.
@@ -24,6 +25,8 @@ _EXPORTS = {
     "Interrupted": "engine", "ModelBuilder": "engine", "Reporter": "engine", "StepProgress": "engine",
     "StopRequest": "engine", "TrainingError": "engine", "TrainResult": "engine", "evaluate": "engine",
     "train": "engine", "train_one_epoch": "engine",
+    "EvalResult": "inference", "Trained": "inference", "WeightsError": "inference", "evaluate_model": "inference",
+    "from_checkpoint": "inference", "from_torchvision": "inference", "predict_images": "inference",
     "RECIPES": "recipes", "Recipe": "recipes", "default_recipe": "recipes", "get_recipe": "recipes",
 }
 

@@ -21,27 +21,15 @@ def wanted(ctx: Context) -> bool:
 
 
 def _train(ctx: Context) -> dict[str, Any]:
-    import torch
-
-    from cnnlab.registry import create_model, model_info
-    from cnnlab.train import load_checkpoint, load_data, train
+    from cnnlab.train import train
+    from cnnlab.train.inference import evaluate_model, from_checkpoint
 
     with tempfile.TemporaryDirectory() as out:
         result = train(MODEL, data="digits", out=out, seed=0, epochs=EPOCHS)
-        c, h, w = model_info(MODEL).input_size
-        data = load_data("digits", input_size=(h, w), channels=c)
-        model = create_model(MODEL, num_classes=len(data.classes))
-        load_checkpoint(result.checkpoint, model, model_name=MODEL)
-    model.eval()
-    n = len(data.classes)
-    confusion = [[0] * n for _ in range(n)]
-    with torch.inference_mode():
-        for images, labels in torch.utils.data.DataLoader(data.test, batch_size=256):
-            for truth, guess in zip(labels.tolist(), model(images).argmax(1).tolist()):
-                confusion[truth][guess] += 1
+        evaluation = evaluate_model(from_checkpoint(result.checkpoint, MODEL))  # cnnlab eval
     return {"model": MODEL, "recipe": result.config.recipe, "epochs": result.config.epochs,
-            "test_acc": result.test_acc, "metrics": result.metrics, "classes": list(data.classes),
-            "confusion": confusion, "seconds": sum(float(r["seconds"]) for r in result.metrics)}
+            "test_acc": result.test_acc, "metrics": result.metrics, "classes": evaluation.classes,
+            "confusion": evaluation.confusion, "seconds": sum(float(r["seconds"]) for r in result.metrics)}
 
 
 def collect(ctx: Context) -> Section:
@@ -78,23 +66,9 @@ def _curve(ctx: Context, run: dict[str, Any]) -> dict[str, Any]:
 
 
 def _confusion(ctx: Context, run: dict[str, Any]) -> dict[str, Any]:
-    from cnnlab.bench.plots import pyplot
+    from cnnlab.train.inference import confusion_figure
 
-    plt = pyplot()
-    matrix, classes = run["confusion"], run["classes"]
-    fig, ax = plt.subplots(figsize=(4.6, 4.2))
-    ax.imshow(matrix, cmap="Blues")
-    for i, row in enumerate(matrix):
-        for j, count in enumerate(row):
-            if count:
-                ax.text(j, i, str(count), ha="center", va="center", fontsize=7,
-                        color="white" if i == j else "#b00020")
-    ax.set_xticks(range(len(classes)), classes)
-    ax.set_yticks(range(len(classes)), classes)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(f"{run['model']}: confusion matrix (test split)", fontsize=10)
-    fig.tight_layout()
+    fig = confusion_figure(run["confusion"], run["classes"], f"{run['model']}: confusion matrix (test split)")
     return ctx.figure(fig, "confusion_matrix", f"{run['model']}: confusion matrix",
                       "Test digits by true class (rows) and predicted class (columns); the off-diagonal red counts "
                       "are the mistakes.")
