@@ -162,6 +162,36 @@ def test_degenerate_logits_trap(fakes):
     assert not by_name["perturbed"].ok and "disagrees" in by_name["perturbed"].error
 
 
+def test_deep_eval_mode_batch_norm_that_overflows_is_calibrated():
+    """Fresh running statistics (mean 0, variance 1) normalise nothing: 40 residual blocks that
+    each double their input overflow float32, as preact_resnet1001_cifar does in the zoo."""
+    class Deep(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = nn.ModuleList(nn.Sequential(nn.BatchNorm2d(4), nn.Conv2d(4, 4, 3, padding=1))
+                                        for _ in range(40))
+            for block in self.blocks:
+                nn.init.constant_(block[1].weight, 0.2)
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x):
+            x = x.repeat(1, 4, 1, 1)[:, :4]
+            for block in self.blocks:
+                x = x + block(x) * 1e3
+            return self.fc(x.mean((2, 3)))
+
+    model = Deep().eval()
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        assert not torch.isfinite(model(x)).all()
+    fixed, note = nondegenerate(model, x)
+    assert "batch-norm statistics calibrated" in note and fixed is not model
+    with torch.no_grad():
+        assert torch.isfinite(fixed(x)).all()
+    assert not is_degenerate(fixed, x) and not fixed.training
+    assert model.blocks[0][0].running_var.eq(1).all()  # the user's model is untouched
+
+
 def test_output_without_a_head_that_ignores_the_input_is_not_verified():
     class Constant(nn.Module):
         def __init__(self):
