@@ -78,6 +78,38 @@ def test_cache_hits_misses_refresh_and_corruption(tmp_path) -> None:
     assert not (tmp_path / "off").exists()
 
 
+def test_training_code_invalidates_only_entries_that_depend_on_it(tmp_path, monkeypatch) -> None:
+    """Editing cnnlab.train (or compress, quantize) keeps the zoo's counts and timings cached and
+    trains again; editing the models invalidates both."""
+    import cnnlab.catalog
+
+    edits = {"train": 0, "models": 0}
+
+    def fingerprint(skip=("cli",)):
+        return f"{edits['models']}-{0 if 'train' in skip else edits['train']}"
+
+    monkeypatch.setattr(cnnlab.catalog, "_code_fingerprint", fingerprint)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return 1
+
+    def both():
+        cache = ReportCache(tmp_path)
+        cache.get("latency", {"model": "m"}, compute)
+        cache.get("training", {"model": "lenet5"}, compute, all_code=True)
+
+    both()
+    assert len(calls) == 2
+    edits["train"] += 1
+    both()
+    assert len(calls) == 3  # only the training ran again
+    edits["models"] += 1
+    both()
+    assert len(calls) == 5
+
+
 class _Page(html.parser.HTMLParser):
     def __init__(self) -> None:
         super().__init__()

@@ -1,8 +1,8 @@
 """The ``cnnlab`` command line. ``cli`` only dispatches: each command is one module of this
 package (``report``, ``models``, ``info``, ``profile``, ``compare``, ``rf``, ``bench``, ``roofline``,
-``guidelines``, ``train``, ``eval``, ``predict``) with ``add_parser(subparsers)``
-and ``run(args) -> exit code``; the work is done by the library (``cnnlab.catalog``,
-``cnnlab.analyze``).
+``guidelines``, ``train``, ``eval``, ``predict``, ``compress``, ``decompress``) with
+``add_parser(subparsers)`` and ``run(args) -> exit code``; the work is done by the library
+(``cnnlab.catalog``, ``cnnlab.analyze``, ``cnnlab.train``, ``cnnlab.compress``).
 
 Nothing here imports torch: ``cnnlab --help`` and usage errors stay fast. A command's ``run``
 imports what it needs.
@@ -23,7 +23,8 @@ from cnnlab.cli.common import CnnlabParser, HelpFormatter, report_errors
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 # One module per command, in the order `cnnlab --help` lists them.
-COMMANDS = ("report", "models", "info", "profile", "compare", "rf", "bench", "roofline", "guidelines", "train", "eval", "predict")
+COMMANDS = ("report", "models", "info", "profile", "compare", "rf", "bench", "roofline", "guidelines", "train", "eval",
+            "predict", "compress", "decompress")
 
 
 def build_parser() -> CnnlabParser:

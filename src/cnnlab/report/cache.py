@@ -5,7 +5,9 @@ An entry is found by its ``kind`` (``counts``, ``latency``, ``guidelines``, ...)
 JSON-able dict naming what was measured and how (model, runtimes, repeats, ...). Every key is
 completed with what invalidates every entry: cnnlab's and torch's versions and the fingerprint
 of cnnlab's library code (``cnnlab.catalog._code_fingerprint``: a model's code edited means its
-counts and times are stale; the command line and the report's own code do not count). Entries
+counts and times are stale; the command line and the report's own code do not count, nor -- but
+for entries stored with ``all_code=True``, the training run's -- the training, compression,
+quantization and export code, which no count or timing depends on). Entries
 that depend on the machine (timings) add ``machine=True``: then the CPU's name, the CPUs this
 process may use and torch's thread count join the key.
 
@@ -26,6 +28,8 @@ from typing import Any, Callable
 __all__ = ["ReportCache"]
 
 _FORMAT = 1
+# Library folders/files that counts, timings and guideline measurements do not depend on.
+_LATER_STAGES = ("train", "compress", "quantize", "export.py", "deploy")
 
 
 def _machine() -> dict[str, Any]:
@@ -50,12 +54,16 @@ class ReportCache:
         self.enabled = enabled
         self.refresh = set(refresh)  # kinds measured again (and stored) even when cached
         self.base = {"format": _FORMAT, "cnnlab": cnnlab.__version__, "torch": _torch_version(),
-                     "code": _code_fingerprint(("cli", "report"))}
+                     "code": _code_fingerprint(("cli", "report", *_LATER_STAGES))}
+        self.all_code = _code_fingerprint(("cli", "report"))
         self._machine: dict[str, Any] | None = None
         self.hits = self.misses = 0
 
-    def _path(self, kind: str, key: dict[str, Any], machine: bool) -> tuple[Path, dict[str, Any]]:
+    def _path(self, kind: str, key: dict[str, Any], machine: bool, all_code: bool = False
+              ) -> tuple[Path, dict[str, Any]]:
         full = {**self.base, "kind": kind, **key}
+        if all_code:
+            full["code"] = self.all_code
         if machine:
             if self._machine is None:
                 self._machine = _machine()
@@ -63,8 +71,9 @@ class ReportCache:
         text = json.dumps(full, sort_keys=True, default=str)
         return self.root / f"{kind}-{hashlib.sha1(text.encode()).hexdigest()[:20]}.json", full
 
-    def get(self, kind: str, key: dict[str, Any], compute: Callable[[], Any], *, machine: bool = False) -> Any:
-        path, full = self._path(kind, key, machine)
+    def get(self, kind: str, key: dict[str, Any], compute: Callable[[], Any], *, machine: bool = False,
+            all_code: bool = False) -> Any:
+        path, full = self._path(kind, key, machine, all_code)
         if self.enabled and kind not in self.refresh:
             try:
                 stored = json.loads(path.read_text())

@@ -35,7 +35,7 @@ def _train(ctx: Context) -> dict[str, Any]:
 def collect(ctx: Context) -> Section:
     ctx.say(f"training: {MODEL} on the bundled digits")
     run = ctx.cache.get("training", {"model": MODEL, "data": "digits", "epochs": EPOCHS}, lambda: _train(ctx),
-                        machine=True)
+                        machine=True, all_code=True)
     correct = sum(run["confusion"][i][i] for i in range(len(run["classes"])))
     total = sum(map(sum, run["confusion"]))
     rows = [{k: r[k] for k in ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "images_per_s")}
