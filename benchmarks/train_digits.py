@@ -6,8 +6,9 @@ start-up), on the fixed stratified split (25 % test, ``cnnlab.train.data.DIGITS_
 * ``lenet5`` with its default recipe: >= 98.8 % test accuracy, mean of the seeds, each run
   <= 60 s wall.
 * the best zoo model: ``resnet20_cifar`` on the digits at 16 x 16 (their native 8 x 8 doubled),
-  one input channel, SGD 0.1 with a cosine schedule for 30 epochs and the digits' affine
-  augmentation, each run <= 5 min -- against scikit-learn's RBF SVM tuned by 5-fold grid search on
+  one input channel, SGD 0.1 with a cosine schedule for 60 epochs and the digits' affine
+  augmentation, each run <= 5 min (30 epochs: 0.9978, 0.9933, 0.9911 in ~42 s; 60 epochs: 0.9956,
+  0.9956, 0.9978 in ~80 s) -- against scikit-learn's RBF SVM tuned by 5-fold grid search on
   the same training split (the mean over the seeds must beat it; the issue measured 99.1-99.3 %).
 * ``lenet5_paper`` (partial C3, RBF output) and ``capsnet``: >= 97 %.
 
@@ -28,7 +29,7 @@ import tempfile
 import time
 
 BEST = ["resnet20_cifar", "--input-size", "16", "--arg", "in_channels=1", "--recipe", "resnet_cifar",
-        "--epochs", "30", "--lr", "0.1", "--batch-size", "64", "--scheduler", "cosine", "--weight-decay", "5e-4",
+        "--epochs", "60", "--lr", "0.1", "--batch-size", "64", "--scheduler", "cosine", "--weight-decay", "5e-4",
         "--augment"]
 GROUPS = {  # name -> (cnnlab train arguments, goal accuracy or None for "beat the SVM", wall-time goal in s)
     "lenet5": (["lenet5"], 0.988, 60.0),
