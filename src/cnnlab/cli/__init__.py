@@ -1,6 +1,6 @@
 """The ``cnnlab`` command line. ``cli`` only dispatches: each command is one module of this
 package (``report``, ``models``, ``info``, ``profile``, ``compare``, ``rf``, ``bench``, ``roofline``,
-``guidelines``, ``train``, ``eval``, ``predict``, ``compress``, ``decompress``) with
+``guidelines``, ``train``, ``eval``, ``predict``, ``prune``, ``compress``, ``decompress``) with
 ``add_parser(subparsers)`` and ``run(args) -> exit code``; the work is done by the library
 (``cnnlab.catalog``, ``cnnlab.analyze``, ``cnnlab.train``, ``cnnlab.compress``).
 
@@ -24,7 +24,7 @@ __all__ = ["main", "build_parser", "COMMANDS"]
 
 # One module per command, in the order `cnnlab --help` lists them.
 COMMANDS = ("report", "models", "info", "profile", "compare", "rf", "bench", "roofline", "guidelines", "train", "eval",
-            "predict", "compress", "decompress")
+            "predict", "prune", "compress", "decompress")
 
 
 def build_parser() -> CnnlabParser:

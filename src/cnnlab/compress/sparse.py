@@ -1,9 +1,7 @@
-"""Pruning and the relative-index sparse format of Deep Compression (Han, Mao & Dally, ICLR 2016,
-§2, Figure 2; https://arxiv.org/abs/1510.00149).
+"""The relative-index sparse format of Deep Compression (Han, Mao & Dally, ICLR 2016, §2,
+Figure 2; https://arxiv.org/abs/1510.00149). The pruning itself is ``cnnlab.compress.prune``
+(``magnitude_mask`` and ``pruned_count`` are importable from here too).
 
-* ``pruned_count`` / ``magnitude_mask``: magnitude pruning of one layer to a given sparsity: the
-  ``n - floor(sparsity * n)`` weights of largest magnitude survive (§2: "all connections with
-  weights below a threshold are removed"; the threshold is the one that leaves that many).
 * ``to_relative`` / ``from_relative``: a flattened layer (row-major, PyTorch's order) becomes a
   list of entries ``(index, code)``. ``index`` is the gap to the previous entry minus one, in
   ``index_bits`` bits, so gaps 1 .. 2**index_bits are representable; the gap of the first entry
@@ -20,35 +18,11 @@ in the figure (index 12 for a gap from 4 to 15 with 3-bit indices).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-import torch
+
+from cnnlab.compress.prune import magnitude_mask, pruned_count
 
 __all__ = ["from_relative", "magnitude_mask", "pruned_count", "to_relative"]
-
-
-def pruned_count(n: int, sparsity: float) -> int:
-    """How many of ``n`` weights a layer pruned to ``sparsity`` (a fraction in [0, 1)) loses:
-    ``floor(sparsity * n)``, with a 1e-6 tolerance so that 0.8 * 512000 is 409600 whatever
-    the rounding of 0.8."""
-    if not 0.0 <= sparsity < 1.0:
-        raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
-    return min(n, math.floor(sparsity * n + 1e-6))
-
-
-def magnitude_mask(weight: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """Boolean mask of the weights that survive magnitude pruning to ``sparsity`` (§2): the
-    ``n - pruned_count(n, sparsity)`` largest in absolute value (ties by position, as
-    ``torch.topk`` breaks them)."""
-    flat = weight.detach().reshape(-1)
-    keep = flat.numel() - pruned_count(flat.numel(), sparsity)
-    mask = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
-    if keep == flat.numel():
-        mask[:] = True
-    elif keep > 0:
-        mask[torch.topk(flat.abs(), keep, sorted=False).indices] = True
-    return mask.reshape(weight.shape)
 
 
 def to_relative(codes: np.ndarray, index_bits: int) -> tuple[np.ndarray, np.ndarray]:
