@@ -36,6 +36,8 @@ __all__ = [
     "Runtime",
     "export_onnx",
     "get_runtime",
+    "onnxruntime_session",
+    "openvino_compiled",
 ]
 
 DTYPES = ("fp32", "bf16", "fp16")
@@ -185,12 +187,19 @@ def _quiet_stdout_fd() -> Iterator[None]:
         os.close(devnull)
 
 
-def export_onnx(model: Any, example: Any, path: str) -> str:
+def export_onnx(model: Any, example: Any, path: str, *, opset: int | None = None,
+                dynamic_batch: bool = False, single_file: bool = False) -> str:
     """Export ``model`` on ``example`` to ``path`` with ``torch.onnx``: the TorchScript-based
     exporter (``dynamo=False``; seconds) first, the dynamo one (needs onnxscript) when that
-    fails. Returns which exporter worked."""
+    fails. The graph's input is named ``input`` and its output ``output``; ``opset`` is the ONNX
+    opset (None: 17 for the TorchScript exporter, the dynamo exporter's own default);
+    ``dynamic_batch`` makes dimension 0 of both symbolic (``batch``), which the dynamo exporter
+    cannot trace from a batch of 1. ``single_file`` keeps the dynamo exporter's weights inside
+    the file (under protobuf's 2 GB) instead of beside it in ``path.data``; the TorchScript
+    exporter always writes one file. Returns which exporter worked."""
     import torch
 
+    names = {"input_names": ["input"], "output_names": ["output"]}
     errors = []
     for dynamo in (False, True):
         try:
@@ -199,12 +208,15 @@ def export_onnx(model: Any, example: Any, path: str) -> str:
                 if dynamo:
                     import io
 
+                    shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
                     with contextlib.redirect_stdout(io.StringIO()):  # its progress lines
-                        torch.onnx.export(model, (example,), path, dynamo=True, optimize=True)
+                        torch.onnx.export(model, (example,), path, dynamo=True, optimize=True, opset_version=opset,
+                                          dynamic_shapes=shapes, external_data=not single_file, **names)
                 else:
+                    axes = {"input": {0: "batch"}, "output": {0: "batch"}} if dynamic_batch else None
                     with _quiet_stdout_fd():
-                        torch.onnx.export(model, (example,), path, dynamo=False, opset_version=17,
-                                          do_constant_folding=True)
+                        torch.onnx.export(model, (example,), path, dynamo=False, opset_version=opset or 17,
+                                          do_constant_folding=True, dynamic_axes=axes, **names)
             return "dynamo" if dynamo else "torchscript"
         except Exception as exc:  # noqa: BLE001 - the next exporter may work
             errors.append(f"{'dynamo' if dynamo else 'torchscript'} exporter: {type(exc).__name__}: "
@@ -219,6 +231,23 @@ def _onnx_file(model: Any, example: Any, dtype: str) -> tuple[str, Any]:
     module, x = _torch_copy(model, example.cpu(), dtype, "cpu")
     export_onnx(module, x, path)
     return path, folder
+
+
+def onnxruntime_session(path: str, *, device: str = "cpu", threads: int | None = None) -> Any:
+    """An ONNX Runtime session on the file at ``path``: every graph optimisation, sequential
+    execution, ``threads`` intra-op threads (None: ONNX Runtime's choice), the CPU provider or
+    CUDA's on a GPU."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    if threads:
+        options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    providers = (["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda")
+                 else ["CPUExecutionProvider"])
+    return onnxruntime.InferenceSession(path, options, providers=providers)
 
 
 class OnnxRuntime(Runtime):
@@ -242,18 +271,9 @@ class OnnxRuntime(Runtime):
 
     def prepare(self, model, example, *, dtype="fp32", device="cpu", threads=None):
         import numpy as np
-        import onnxruntime
 
         path, folder = _onnx_file(model, example, dtype)
-        options = onnxruntime.SessionOptions()
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-        if threads:
-            options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        providers = (["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda")
-                     else ["CPUExecutionProvider"])
-        session = onnxruntime.InferenceSession(path, options, providers=providers)
+        session = onnxruntime_session(path, device=device, threads=threads)
         folder.cleanup()  # the session holds the graph
         feed = {session.get_inputs()[0].name: np.ascontiguousarray(
             example.detach().to(dtype=torch_dtype(dtype)).cpu().numpy())}
@@ -262,6 +282,18 @@ class OnnxRuntime(Runtime):
 
 
 _OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+
+
+def openvino_compiled(path: str, *, dtype: str = "fp32", threads: int | None = None) -> Any:
+    """The model file at ``path`` (ONNX or OpenVINO IR) compiled for OpenVINO's CPU plugin with
+    ``INFERENCE_PRECISION_HINT`` set to ``dtype`` (never left to the plugin, which picks BF16 on
+    CPUs that have it), the latency hint and ``threads`` inference threads (None: OpenVINO's)."""
+    import openvino
+
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": _OV_PRECISION[dtype], "PERFORMANCE_HINT": "LATENCY"}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    return openvino.Core().compile_model(path, "CPU", config)
 
 
 class OpenVINO(Runtime):
@@ -286,13 +318,9 @@ class OpenVINO(Runtime):
 
     def prepare(self, model, example, *, dtype="fp32", device="cpu", threads=None):
         import numpy as np
-        import openvino
 
         path, folder = _onnx_file(model, example, "fp32")  # the hint sets the precision
-        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": _OV_PRECISION[dtype], "PERFORMANCE_HINT": "LATENCY"}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = threads
-        compiled = openvino.Core().compile_model(path, "CPU", config)
+        compiled = openvino_compiled(path, dtype=dtype, threads=threads)
         folder.cleanup()
         request = compiled.create_infer_request()
         x = np.ascontiguousarray(example.detach().float().cpu().numpy())

@@ -1,8 +1,9 @@
 """The ``cnnlab`` command line. ``cli`` only dispatches: each command is one module of this
 package (``report``, ``models``, ``info``, ``profile``, ``compare``, ``rf``, ``bench``, ``roofline``,
-``guidelines``, ``train``, ``eval``, ``predict``, ``prune``, ``compress``, ``decompress``) with
-``add_parser(subparsers)`` and ``run(args) -> exit code``; the work is done by the library
-(``cnnlab.catalog``, ``cnnlab.analyze``, ``cnnlab.train``, ``cnnlab.compress``).
+``guidelines``, ``train``, ``eval``, ``predict``, ``prune``, ``compress``, ``decompress``,
+``export``) with ``add_parser(subparsers)`` and ``run(args) -> exit code``; the work is done by the
+library (``cnnlab.catalog``, ``cnnlab.analyze``, ``cnnlab.train``, ``cnnlab.compress``,
+``cnnlab.export``).
 
 Nothing here imports torch: ``cnnlab --help`` and usage errors stay fast. A command's ``run``
 imports what it needs.
@@ -24,7 +25,7 @@ __all__ = ["main", "build_parser", "COMMANDS"]
 
 # One module per command, in the order `cnnlab --help` lists them.
 COMMANDS = ("report", "models", "info", "profile", "compare", "rf", "bench", "roofline", "guidelines", "train", "eval",
-            "predict", "prune", "compress", "decompress")
+            "predict", "prune", "compress", "decompress", "export")
 
 
 def build_parser() -> CnnlabParser:
