@@ -275,3 +275,20 @@ def test_page_in_headless_chromium(small) -> None:
 
     image = Image.open(io.BytesIO(shot)).convert("RGB")
     assert image.height > 900 and len(image.getcolors(maxcolors=1 << 20) or []) > 50  # a rendered page, not blank
+
+
+def test_compression_section_reproduces_the_papers_sizes(tmp_path, monkeypatch) -> None:
+    """The notes' Table 2 within 15 % of the papers, and SqueezeNet's Table 1 densities applied."""
+    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(tmp_path / "cache"))
+    result = build_report(tmp_path / "out", quick=True, models=["squeezenet1_0"], sections=("compression",),
+                          train=False)
+    (section,) = result.data["sections"]
+    comparison, layers = section["tables"]
+    assert [r["paper_mib"] for r in comparison["rows"]] == [240, 6.9, 4.8, 0.66, 0.47]
+    for row in comparison["rows"]:
+        assert abs(row["off_percent"]) <= 15, row
+    assert comparison["rows"][1]["vs_alexnet"] > 25 and comparison["rows"][3]["vs_alexnet"] > 300
+    for row in layers["rows"]:
+        expected = 30.0 if row["layer"] == "fire8/e3x3" else row["paper_density"]  # Table 1's misprint
+        assert abs(row["density"] - expected) < 0.05, row
+    assert "Compression" in (tmp_path / "out" / "README.md").read_text()

@@ -10,7 +10,7 @@ from types import ModuleType
 
 __all__ = ["SECTIONS", "section_module"]
 
-SECTIONS = ("zoo", "roofline", "guidelines", "mobilenet_grid", "layers", "training")
+SECTIONS = ("zoo", "roofline", "guidelines", "mobilenet_grid", "layers", "compression", "training")
 
 
 def section_module(name: str) -> ModuleType:
