@@ -195,6 +195,7 @@ def _notes_table() -> dict[str, list[str]]:
     return rows
 
 
+@pytest.mark.skipif(not any(NOTES.glob("003_*.txt")), reason="shared/course-notes is not beside this checkout")
 def test_squeezenet_paper_numbers_match_the_course_notes() -> None:
     notes = _notes_table()
     assert len(notes) == 10
