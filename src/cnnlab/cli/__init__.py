@@ -25,7 +25,7 @@ __all__ = ["main", "build_parser", "COMMANDS"]
 
 # One module per command, in the order `cnnlab --help` lists them.
 COMMANDS = ("report", "models", "info", "profile", "compare", "rf", "bench", "roofline", "guidelines", "train", "eval",
-            "predict", "prune", "compress", "decompress", "export")
+            "predict", "prune", "compress", "decompress", "export", "quantize")
 
 
 def build_parser() -> CnnlabParser:
