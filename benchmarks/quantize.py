@@ -66,7 +66,8 @@ def checkpoint(name: str, runs: Path) -> Path:
     path = runs / name / "checkpoint.pt"
     if not path.exists():
         start = time.perf_counter()
-        command = [sys.executable, "-m", "cnnlab", "train", *TRAINED[name], "--data", "digits", "--out", str(path.parent)]
+        command = [sys.executable, "-m", "cnnlab", "train", *TRAINED[name], "--data", "digits",
+                   "--out", str(path.parent)]
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode:
             raise SystemExit(f"cnnlab train {name} failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")

@@ -239,12 +239,15 @@ def test_cli_out_must_suit_the_backend(run, tmp_path, capsys, backend, out, mess
 
 def test_cli_unusable_checkpoints_exit_1(run, tmp_path, capsys):
     out = str(tmp_path / "q.xml")
-    missing = _one_line_error(capsys, ["quantize", "lenet5", "--checkpoint", str(tmp_path / "nope.pt"), "--out", out], 1)
-    assert "nope.pt" in missing
+
+    def argv(name, checkpoint):
+        return ["quantize", name, "--checkpoint", str(checkpoint), "--out", out]
+
+    assert "nope.pt" in _one_line_error(capsys, argv("lenet5", tmp_path / "nope.pt"), 1)
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"not a checkpoint at all")
-    assert "corrupt.pt" in _one_line_error(capsys, ["quantize", "lenet5", "--checkpoint", str(corrupt), "--out", out], 1)
-    other = _one_line_error(capsys, ["quantize", "resnet20_cifar", "--checkpoint", str(run.checkpoint), "--out", out], 1)
+    assert "corrupt.pt" in _one_line_error(capsys, argv("lenet5", corrupt), 1)
+    other = _one_line_error(capsys, argv("resnet20_cifar", run.checkpoint), 1)
     assert "holds a lenet5 checkpoint, not resnet20_cifar" in other
     assert not Path(out).exists()
 
@@ -277,7 +280,9 @@ def test_cli_backend_failing_on_the_model_is_one_line(run, tmp_path, capsys, mon
 
 def test_help_and_usage_errors_import_no_torch():
     code = ("import sys\nfrom cnnlab.cli import main\n"
-            "codes = [main(['quantize', '--help']), main(['quantize', 'lenet5', '--checkpoint', 'c.pt', '--out', 'a.onnx'])]\n"
-            "print('CODES', codes, sorted(m for m in ('torch', 'numpy', 'openvino', 'onnxruntime') if m in sys.modules))")
+            "codes = [main(['quantize', '--help']),\n"
+            "         main(['quantize', 'lenet5', '--checkpoint', 'c.pt', '--out', 'a.onnx'])]\n"
+            "heavy = ('torch', 'numpy', 'openvino', 'onnxruntime')\n"
+            "print('CODES', codes, sorted(m for m in heavy if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "CODES [0, 2] []" in done.stdout, done.stderr

@@ -1,9 +1,9 @@
 """The ``cnnlab`` command line. ``cli`` only dispatches: each command is one module of this
 package (``report``, ``models``, ``info``, ``profile``, ``compare``, ``rf``, ``bench``, ``roofline``,
 ``guidelines``, ``train``, ``eval``, ``predict``, ``prune``, ``compress``, ``decompress``,
-``export``) with ``add_parser(subparsers)`` and ``run(args) -> exit code``; the work is done by the
-library (``cnnlab.catalog``, ``cnnlab.analyze``, ``cnnlab.train``, ``cnnlab.compress``,
-``cnnlab.export``).
+``export``, ``quantize``) with ``add_parser(subparsers)`` and ``run(args) -> exit code``; the
+work is done by the library (``cnnlab.catalog``, ``cnnlab.analyze``, ``cnnlab.train``,
+``cnnlab.compress``, ``cnnlab.export``, ``cnnlab.quantize``).
 
 Nothing here imports torch: ``cnnlab --help`` and usage errors stay fast. A command's ``run``
 imports what it needs.

@@ -44,7 +44,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="openvino (NNCF), onnxruntime (quantize_static, QDQ) or torch (PT2E, x86 inductor)")
     parser.add_argument("--calibration-batches", type=int, default=10, metavar="N",
                         help="training batches that calibrate the activation ranges")
-    parser.add_argument("--calibration-batch-size", type=int, default=32, metavar="B", help="images per calibration batch")
+    parser.add_argument("--calibration-batch-size", type=int, default=32, metavar="B",
+                        help="images per calibration batch")
     parser.add_argument("--out", metavar="PATH", required=True,
                         help="the INT8 file: .xml for openvino (its .bin beside it), .onnx for onnxruntime, .pt2 for "
                              "torch; its folder must exist")
@@ -54,8 +55,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="timed batch-1 calls per round, 3 rounds alternating float and INT8")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="which training images calibrate")
     parser.add_argument("--json", action="store_true",
-                        help='print {"model", "backend", "float": {"top1", "size_mb", "median_ms", ...}, "int8": {...}, '
-                             '"speedup", "calibration", ...} instead of the table')
+                        help='print {"model", "backend", "float": {"top1", "size_mb", "median_ms", ...}, '
+                             '"int8": {...}, "speedup", "calibration", ...} instead of the table')
     return parser
 
 

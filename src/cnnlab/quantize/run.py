@@ -79,8 +79,8 @@ def quantize_model(model: Any, example: Any, batches: Sequence[Any], out: str | 
                    backend: str = DEFAULT_BACKEND, label: str = "the model") -> Written:
     """Quantize ``model`` (an ``nn.Module``; BatchNorms folded first, on a copy) to INT8 with
     ``backend``, calibrated on ``batches`` (float32 input batches), and write it to ``out`` with
-    a dynamic batch dimension. ``example`` is one input batch for tracing. Raises ``ValueError`` for a bad ``out``,
-    ``QuantizeError`` (one line) when the backend is not installed or fails."""
+    a dynamic batch dimension. ``example`` is one input batch for tracing. Raises ``ValueError``
+    for a bad ``out``, ``QuantizeError`` (one line) when the backend is not installed or fails."""
     from cnnlab.export import _install, _staging
 
     target = check_out(backend, out)
