@@ -278,12 +278,24 @@ def test_page_in_headless_chromium(small) -> None:
 
 
 def test_compression_section_reproduces_the_papers_sizes(tmp_path, monkeypatch) -> None:
-    """The notes' Table 2 within 15 % of the papers, and SqueezeNet's Table 1 densities applied."""
+    """The notes' Table 2 within 15 % of the papers, SqueezeNet's Table 1 densities applied, and
+    LeNet-5's four forms measured (training shortened: the table's plumbing, not its accuracy)."""
+    import cnnlab.report.sections.compression_lenet5 as lenet5
+
     monkeypatch.setenv("CNNLAB_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(lenet5, "EPOCHS", 1)
+    monkeypatch.setattr(lenet5, "PRUNE_EPOCHS", 1)
+    monkeypatch.setattr(lenet5, "CENTROID_EPOCHS", 1)
     result = build_report(tmp_path / "out", quick=True, models=["squeezenet1_0"], sections=("compression",),
-                          train=False)
+                          train=True)
     (section,) = result.data["sections"]
-    comparison, layers = section["tables"]
+    comparison, layers, forms = section["tables"]
+    variants = section["data"]["lenet5"]["variants"]
+    assert [v["key"] for v in variants] == ["float", "pruned", "int8", "deep"]
+    assert [r["ratio"] for r in forms["rows"]] == pytest.approx([variants[0]["bytes"] / v["bytes"] for v in variants])
+    assert forms["rows"][0]["ratio"] == 1 and forms["rows"][-1]["ratio"] > 20  # 92 % pruned, 4-bit codes
+    assert [f["name"] for f in section["figures"]] == ["compression_lenet5"]
+    assert (tmp_path / "out" / "figures" / "compression_lenet5.png").stat().st_size > 1000
     assert [r["paper_mib"] for r in comparison["rows"]] == [240, 6.9, 4.8, 0.66, 0.47]
     for row in comparison["rows"]:
         assert abs(row["off_percent"]) <= 15, row
@@ -292,3 +304,17 @@ def test_compression_section_reproduces_the_papers_sizes(tmp_path, monkeypatch) 
         expected = 30.0 if row["layer"] == "fire8/e3x3" else row["paper_density"]  # Table 1's misprint
         assert abs(row["density"] - expected) < 0.05, row
     assert "Compression" in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_roofline_flags_models_above_the_measured_ceiling(small, monkeypatch) -> None:
+    """A bound cannot be beaten: a model faster than the ceilings allow says they were measured
+    too low."""
+    import cnnlab.bench.ceilings as ceilings
+
+    low = {**FAKE_CEILINGS, "gflops": {"fp32": 1e-3}, "gbytes_per_s": 1e-3}
+    monkeypatch.setattr(ceilings, "machine_ceilings", lambda **kw: low)
+    result = build_report(small / "out", models=["lenet5"], quick=True, sections=("zoo", "roofline"), train=False)
+    roofline = result.data["sections"][1]
+    assert roofline["tables"][0]["rows"][0]["percent_of_roofline"] > 100
+    assert any("faster than the measured ceilings allow" in n for n in roofline["notes"])
+    assert "above the measured ceiling" in roofline["summary"]

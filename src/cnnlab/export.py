@@ -42,17 +42,17 @@ import copy
 import importlib
 import math
 import os
-import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator
+
+from cnnlab.fileio import install_files, staging_folder
 
 __all__ = [
     "DEFAULT_OPSET", "FORMATS", "ExportError", "ExportMismatch", "ExportResult", "check_target", "export_model",
-    "onnx_opsets", "rejected_path", "require_runtime",
+    "onnx_opsets", "quiet", "rejected_path", "require_runtime",
 ]
 
 DEFAULT_OPSET = 18  # the dynamo exporter's own opset, within the TorchScript exporter's range too
@@ -76,7 +76,7 @@ class ExportMismatch(ExportError):
 
 # -- the three formats --------------------------------------------------------------------------
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
+def quiet() -> Iterator[None]:
     """Nothing printed while an exporter runs: its warnings, its logging (torch.export logs each
     failed guard and dumps the graph) and its prints. An error keeps its message."""
     import io
@@ -354,26 +354,6 @@ def rejected_path(path: str | os.PathLike[str]) -> Path:
     return target.with_name(f"{target.stem}.rejected{target.suffix}")
 
 
-@contextlib.contextmanager
-def _staging(target: Path) -> Iterator[Path]:
-    """A temporary folder beside ``target`` (same file system, so moving out is a rename), removed
-    at the end whatever happens."""
-    folder = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _install(staged: Sequence[Path], final: Sequence[Path]) -> None:
-    """Move each staged file over its final name, companions (``.bin``) before the main file."""
-    from cnnlab.fileio import atomic_path
-
-    for source, target in reversed(list(zip(staged, final))):
-        with atomic_path(target) as tmp:
-            os.replace(source, tmp)
-
-
 # -- writing and checking -----------------------------------------------------------------------
 def _forward(model: Any, x: Any) -> Any:
     import torch
@@ -401,7 +381,7 @@ def _write_and_check(fmt: _Format, source: Any, trace_example: Any, inputs: list
         report = fuse_bn_report(source, example_input=trace_example)  # a folded copy
         model, folded = report.model, report.num_folded
     try:
-        with _quiet():
+        with quiet():
             exporter = fmt.write(model, trace_example, path, dynamic_batch=dynamic_batch, opset=opset,
                                  fp16_weights=fp16_weights)
     except Exception as exc:  # noqa: BLE001 - any exporter error is this export's failure
@@ -465,7 +445,7 @@ def export_model(model: Any, example_or_input_shape: Any, fmt: str, path: str | 
     dtype = "fp16" if fp16_weights else "fp32"
     settings = {"fuse": fuse, "dynamic_batch": dynamic_batch, "opset": opset, "fp16_weights": fp16_weights}
     files = form.files(target)
-    with _staging(target) as stage:
+    with staging_folder(target) as stage:
         staged = [stage / p.name for p in files]
         exporter, diffs, (folded, total) = _write_and_check(form, source, example, inputs, staged[0], **settings)
         proxy_diffs: dict[int, float] | None = None
@@ -493,7 +473,7 @@ def export_model(model: Any, example_or_input_shape: Any, fmt: str, path: str | 
             for source_file, rejected in zip(staged, kept):
                 os.replace(source_file, rejected)
             raise ExportMismatch(_mismatch(result, kept[0]), result)
-        _install(staged, files)
+        install_files(staged, files)
     return result
 
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
-__all__ = ["atomic_path", "atomic_write_text", "save_figure"]
+__all__ = ["atomic_path", "atomic_write_text", "install_files", "save_figure", "staging_folder"]
 
 
 def _new_file_mode() -> int:
@@ -66,3 +67,21 @@ def save_figure(fig: Any, base: str | os.PathLike[str], formats: tuple[str, ...]
     finally:
         plt.close(fig)
     return paths
+
+
+@contextlib.contextmanager
+def staging_folder(target: Path) -> Iterator[Path]:
+    """A temporary folder beside ``target`` (same file system, so moving out is a rename), removed
+    at the end whatever happens."""
+    folder = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def install_files(staged: Sequence[Path], final: Sequence[Path]) -> None:
+    """Move each staged file over its final name, companions (``.bin``) before the main file."""
+    for source, target in reversed(list(zip(staged, final))):
+        with atomic_path(target) as tmp:
+            os.replace(source, tmp)

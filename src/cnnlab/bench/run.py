@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from typing import Any, Callable, Iterable, Sequence
 
-from cnnlab.bench.runtimes import DTYPES, RUNTIMES, get_runtime
+from cnnlab.bench.runtimes import DTYPES, RUNTIMES, get_runtime, shared_exports
 from cnnlab.bench.timer import time_callable
 from cnnlab.bench.verify import WEAK, max_rel_diff, reference_model, tolerance_for
 
@@ -284,35 +284,36 @@ def _bench_one(label: str, model: Any, shape: tuple[int, ...], names: list[str],
             yield Result(label, name, dtype, shape[0], list(shape), device=device,
                          error=f"the fp32 eager reference failed: {_one_line(exc)}")
         return
-    for name in names:
-        runtime = get_runtime(name)
-        result = Result(label, name, dtype, shape[0], list(shape), device=device, note=note)
-        reason = runtime.available(device, dtype)
-        if reason is not None:
-            result.error = f"not available: {reason}"
+    with shared_exports():  # one ONNX export for ONNX Runtime and OpenVINO
+        for name in names:
+            runtime = get_runtime(name)
+            result = Result(label, name, dtype, shape[0], list(shape), device=device, note=note)
+            reason = runtime.available(device, dtype)
+            if reason is not None:
+                result.error = f"not available: {reason}"
+                yield result
+                continue
+            fn = None
+            try:
+                fn = runtime.prepare(model, example, dtype=dtype, device=device, threads=threads)
+                with torch.inference_mode():
+                    output = fn()
+                result.max_rel_diff = max_rel_diff(output, reference)
+                if not result.max_rel_diff <= tolerance:
+                    result.error = (f"disagrees with fp32 eager: max relative difference {result.max_rel_diff:.3g} "
+                                    f"> {tolerance:g}")
+                elif weak:
+                    result.error = note
+                else:
+                    timing = time_callable(fn, batch=shape[0], warmup=warmup, repeat=repeat, min_time=min_time,
+                                           device=device)
+                    result.median_ms, result.iqr_ms = timing.median_ms, timing.iqr_ms
+                    result.images_per_s, result.repeats = timing.images_per_s, timing.repeats
+                    result.peak_memory_mb = timing.peak_memory_mb
+                    result.ok = True
+            except Exception as exc:  # noqa: BLE001 - reported, never dropped
+                result.error = f"failed: {_one_line(exc)}"
+            finally:
+                del fn
+                gc.collect()
             yield result
-            continue
-        fn = None
-        try:
-            fn = runtime.prepare(model, example, dtype=dtype, device=device, threads=threads)
-            with torch.inference_mode():
-                output = fn()
-            result.max_rel_diff = max_rel_diff(output, reference)
-            if not result.max_rel_diff <= tolerance:
-                result.error = (f"disagrees with fp32 eager: max relative difference {result.max_rel_diff:.3g} "
-                                f"> {tolerance:g}")
-            elif weak:
-                result.error = note
-            else:
-                timing = time_callable(fn, batch=shape[0], warmup=warmup, repeat=repeat, min_time=min_time,
-                                       device=device)
-                result.median_ms, result.iqr_ms = timing.median_ms, timing.iqr_ms
-                result.images_per_s, result.repeats = timing.images_per_s, timing.repeats
-                result.peak_memory_mb = timing.peak_memory_mb
-                result.ok = True
-        except Exception as exc:  # noqa: BLE001 - reported, never dropped
-            result.error = f"failed: {_one_line(exc)}"
-        finally:
-            del fn
-            gc.collect()
-        yield result

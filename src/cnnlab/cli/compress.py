@@ -6,44 +6,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
+from cnnlab.cli.arguments import StatusLine, bits, check_data, count, layer_sparsity, sparsity
 from cnnlab.cli.common import add_command
 
 __all__ = ["add_parser", "run"]
 
 _MIB = 1 << 20
-
-
-def _bits(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = None
-    if value is None or not 1 <= value <= 8:
-        raise argparse.ArgumentTypeError(f"must be an integer from 1 to 8, got {text!r}")
-    return value
-
-
-def _sparsity(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = None
-    if value is None or not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"the sparsity (fraction of weights pruned) must be in [0, 1), got {text!r}")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
-    return value
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -66,23 +36,23 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("model", metavar="NAME", help="the registered model (see `cnnlab models`)")
     parser.add_argument("--checkpoint", metavar="FILE", help="a checkpoint written by `cnnlab train`")
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--prune", type=_sparsity, metavar="S",
+    which.add_argument("--prune", type=sparsity, metavar="S",
                        help="one sparsity (fraction of weights removed, 0 <= S < 1) for every conv/linear weight "
                             "(default: 0, no pruning)")
     which.add_argument("--layer-sparsity", metavar="FILE.json|paper",
                        help='a JSON object {"layer name": sparsity} (layers not named are not pruned), or paper')
-    parser.add_argument("--bits", type=_bits, metavar="B", help="bits per weight code in every layer (1-8)")
-    parser.add_argument("--conv-bits", type=_bits, metavar="B",
+    parser.add_argument("--bits", type=bits, metavar="B", help="bits per weight code in every layer (1-8)")
+    parser.add_argument("--conv-bits", type=bits, metavar="B",
                         help="bits per convolution weight code (default: 8, Table 4)")
-    parser.add_argument("--fc-bits", type=_bits, metavar="B",
+    parser.add_argument("--fc-bits", type=bits, metavar="B",
                         help="bits per fully connected weight code (default: 5, Table 4)")
-    parser.add_argument("--conv-index-bits", type=_bits, default=4, metavar="B",
+    parser.add_argument("--conv-index-bits", type=bits, default=4, metavar="B",
                         help="bits per relative index in convolutions (Table 4; §2's text says 8)")
-    parser.add_argument("--fc-index-bits", type=_bits, default=4, metavar="B",
+    parser.add_argument("--fc-index-bits", type=bits, default=4, metavar="B",
                         help="bits per relative index in fully connected layers (Table 4; §2's text says 5)")
     parser.add_argument("--huffman", action=argparse.BooleanOptionalAction, default=True,
                         help="Huffman-code the weight codes and the indices (§4)")
-    parser.add_argument("--finetune-epochs", type=_count, default=0, metavar="N",
+    parser.add_argument("--finetune-epochs", type=count, default=0, metavar="N",
                         help="epochs of centroid fine-tuning (§3.3) on --data")
     parser.add_argument("--data", metavar="DATA",
                         help="fine-tuning data: digits, cifar10[:ROOT], cifar100[:ROOT], imagefolder:PATH or fake "
@@ -99,28 +69,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def _layer_sparsity(text: str | None) -> Any:
-    """``paper``, or the JSON file's object (checked by the library); one line on any problem."""
-    from pathlib import Path
-
-    from cnnlab.cli.errors import UsageError
-
-    if text is None or text == "paper":
-        return text
-    path = Path(text)
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"--layer-sparsity {text}: no such file (give a JSON file or paper)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"--layer-sparsity {text}: cannot read it ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"--layer-sparsity {text}: not JSON ({exc})") from None
-    if not isinstance(value, dict):
-        raise UsageError(f'--layer-sparsity {text}: must be a JSON object {{"layer name": sparsity, ...}}')
-    return value
-
-
 def run(args: argparse.Namespace) -> int:
     from cnnlab.cli.errors import Failure, UsageError
     from cnnlab.cli.target import registered_info
@@ -133,15 +81,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--data is for fine-tuning: give --finetune-epochs N as well")
     if args.finetune_epochs and args.data is None and args.checkpoint is None:
         raise UsageError("--finetune-epochs needs --data (or a --checkpoint, whose data is used)")
-    if args.data is not None:
-        from cnnlab.train.data import DataError, parse_data
-
-        try:
-            parse_data(args.data)
-        except DataError as exc:
-            raise UsageError(str(exc)) from exc
+    check_data(args.data)
     registered_info(args.model)  # an unknown name: one line with a suggestion
-    layer_sparsity = _layer_sparsity(args.layer_sparsity)
+    layers = layer_sparsity(args.layer_sparsity)
     from cnnlab.compress import CompressError, compress
     from cnnlab.train.checkpoint import CheckpointError
     from cnnlab.train.data import DataError
@@ -149,9 +91,9 @@ def run(args: argparse.Namespace) -> int:
     conv_bits = args.bits or args.conv_bits or 8
     fc_bits = args.bits or args.fc_bits or 5
     try:
-        with _progress() as progress:
+        with StatusLine("compressing") as progress:
             result = compress(
-                args.model, checkpoint=args.checkpoint, prune=args.prune, layer_sparsity=layer_sparsity,
+                args.model, checkpoint=args.checkpoint, prune=args.prune, layer_sparsity=layers,
                 conv_bits=conv_bits, fc_bits=fc_bits, conv_index_bits=args.conv_index_bits,
                 fc_index_bits=args.fc_index_bits, huffman=args.huffman, finetune_epochs=args.finetune_epochs,
                 data=args.data, finetune_lr=args.finetune_lr, batch_size=args.batch_size, seed=args.seed,
@@ -166,24 +108,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     _print_result(result)
     return 0
-
-
-class _progress:  # noqa: N801 - a context manager
-    """A rich status line on a terminal's stderr, nothing when piped."""
-
-    def __enter__(self) -> Any:
-        if not sys.stderr.isatty():
-            self.status = None
-            return None
-        from rich.console import Console
-
-        self.status = Console(stderr=True).status("compressing")
-        self.status.__enter__()
-        return lambda text: self.status.update(text)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.status is not None:
-            self.status.__exit__(*exc)
 
 
 # -- the table ---------------------------------------------------------------------------------

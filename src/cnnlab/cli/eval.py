@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cnnlab.cli.arguments import check_data
 from cnnlab.cli.common import add_command
 from cnnlab.cli.predict import MODEL_HELP, add_weights_options, load_trained
 
@@ -51,13 +52,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.checkpoint is None:
         raise UsageError("give --checkpoint FILE (a checkpoint written by `cnnlab train`)")
-    if args.data is not None:
-        from cnnlab.train.data import parse_data
-
-        try:
-            parse_data(args.data)
-        except DataError as exc:
-            raise UsageError(str(exc)) from exc
+    check_data(args.data)
     confusion_path = Path(args.confusion) if args.confusion else Path(args.checkpoint).parent / "confusion.png"
     if confusion_path.suffix.lower() != ".png":
         raise UsageError(f"--confusion {args.confusion}: the figure is a PNG; give a .png path")

@@ -10,22 +10,12 @@ import argparse
 import json
 from typing import Any
 
+from cnnlab.cli.arguments import StatusLine, check_data, count, layer_sparsity, positive_number, sparsity
 from cnnlab.cli.common import add_command
-from cnnlab.cli.compress import _count, _sparsity
 
 __all__ = ["add_parser", "run"]
 
 HEADER = ["Layer", "#Parameters before pruning", "#Parameters after pruning", "Density"]
-
-
-def _learning_rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = None
-    if value is None or not 0.0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -47,15 +37,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("model", metavar="NAME", help="the registered model the checkpoint holds")
     parser.add_argument("--checkpoint", metavar="FILE", required=True, help="a checkpoint written by `cnnlab train`")
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--sparsity", type=_sparsity, metavar="S",
+    which.add_argument("--sparsity", type=sparsity, metavar="S",
                        help="the fraction of weights removed, 0 <= S < 1: of each layer, or of all with --global")
     which.add_argument("--layer-sparsity", metavar="FILE.json|paper",
                        help='a JSON object {"layer name": sparsity} (layers not named are not pruned), or paper')
     parser.add_argument("--global", dest="global_threshold", action="store_true",
                         help="one magnitude threshold over all layers, so that S of all their weights are pruned")
-    parser.add_argument("--finetune-epochs", type=_count, default=0, metavar="N",
+    parser.add_argument("--finetune-epochs", type=count, default=0, metavar="N",
                         help="epochs of retraining with the mask kept")
-    parser.add_argument("--finetune-lr", type=_learning_rate, metavar="LR",
+    parser.add_argument("--finetune-lr", type=positive_number, metavar="LR",
                         help="learning rate of the retraining (default: the checkpoint's recipe's)")
     parser.add_argument("--data", metavar="DATA",
                         help="digits, cifar10[:ROOT], cifar100[:ROOT], imagefolder:PATH or fake, for retraining and "
@@ -70,7 +60,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from cnnlab.cli.compress import _layer_sparsity, _progress
     from cnnlab.cli.errors import Failure, UsageError
     from cnnlab.cli.target import registered_info
 
@@ -80,23 +69,17 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--global prunes to one total sparsity: give --sparsity S, not --layer-sparsity")
     if Path(args.out).is_dir():
         raise UsageError(f"--out {args.out} is a folder; give the checkpoint file to write")
-    if args.data is not None:
-        from cnnlab.train.data import DataError, parse_data
-
-        try:
-            parse_data(args.data)
-        except DataError as exc:
-            raise UsageError(str(exc)) from exc
+    check_data(args.data)
     registered_info(args.model)  # an unknown name: one line with a suggestion
-    layer_sparsity = _layer_sparsity(args.layer_sparsity)
+    layers = layer_sparsity(args.layer_sparsity)
     from cnnlab.compress import CompressError, prune_checkpoint
     from cnnlab.train.checkpoint import CheckpointError
     from cnnlab.train.data import DataError
 
     try:
-        with _progress() as progress:
+        with StatusLine("pruning") as progress:
             result = prune_checkpoint(
-                args.model, args.checkpoint, sparsity=args.sparsity, layer_sparsity=layer_sparsity,
+                args.model, args.checkpoint, sparsity=args.sparsity, layer_sparsity=layers,
                 global_threshold=args.global_threshold, finetune_epochs=args.finetune_epochs,
                 finetune_lr=args.finetune_lr, data=args.data, out=args.out, progress=progress,
             )

@@ -10,6 +10,7 @@ import json
 import sys
 from typing import Any, Iterator
 
+from cnnlab.cli.arguments import check_data
 from cnnlab.cli.common import add_command
 from cnnlab.cli.predict import MODEL_HELP
 
@@ -72,13 +73,7 @@ def _check(args: argparse.Namespace) -> None:
             raise UsageError(f"{flag} must be >= 1, got {value}")
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be >= 1, got {args.threads}")
-    if args.data is not None:
-        from cnnlab.train.data import DataError, parse_data
-
-        try:
-            parse_data(args.data)
-        except DataError as exc:
-            raise UsageError(str(exc)) from exc
+    check_data(args.data)
     from cnnlab.quantize.run import check_out
 
     try:

@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterator, Mapping
 import torch
 from torch import nn
 
+from cnnlab.compress.epochs import fine_tune_epochs
 from cnnlab.compress.prune import CompressError, _check_sparsity, apply_masks, global_masks, layer_masks, plan_layers
 
 __all__ = ["PruneResult", "PrunedLayer", "prune_checkpoint", "retrain_masked"]
@@ -99,33 +100,17 @@ def retrain_masked(model: nn.Module, masks: Mapping[str, torch.Tensor], loader: 
     params = dict(model.named_parameters())
     masked = [(params[key], mask.to(params[key].device)) for key, mask in masks.items()]
     apply_masks(model, masks)
-    losses: list[float] = []
-    model.train()
-    try:
-        for epoch in range(epochs):
-            total, count = 0.0, 0
-            for images, target in loader:
-                optimizer.zero_grad(set_to_none=True)
-                loss, _ = objective(model, images, target)
-                if not torch.isfinite(loss):
-                    raise CompressError(f"fine-tuning diverged (loss {float(loss.detach())}) in epoch {epoch + 1}: "
-                                        "give a smaller --finetune-lr")
-                loss.backward()
-                for weight, mask in masked:
-                    if weight.grad is not None:
-                        weight.grad.masked_fill_(~mask, 0.0)
-                optimizer.step()
-                if scheduler is not None:
-                    scheduler.step()
-                apply_masks(model, masks)
-                total += float(loss.detach()) * len(target)
-                count += len(target)
-            losses.append(total / max(count, 1))
-            if progress:
-                progress(f"fine-tuning: epoch {epoch + 1}/{epochs}, loss {losses[-1]:.4f}")
-    finally:
-        model.eval()
-    return losses
+
+    def update() -> None:
+        for weight, mask in masked:
+            if weight.grad is not None:
+                weight.grad.masked_fill_(~mask, 0.0)
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        apply_masks(model, masks)
+
+    return fine_tune_epochs(model, loader, objective, update, epochs=epochs, progress=progress)
 
 
 # -- the command ------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnlab.compress.epochs import fine_tune_epochs
 from cnnlab.compress.prune import LayerSpec, magnitude_mask
 
 __all__ = [
@@ -134,34 +135,24 @@ def finetune_centroids(model: nn.Module, layers: Sequence[SharedLayer], loader: 
         p.requires_grad_(False)
     for w in weights:
         w.requires_grad_(True)
-    losses: list[float] = []
-    model.train()
+
+    def update() -> None:
+        for w, c, idx in zip(weights, centroids, codes):
+            grad = torch.zeros(len(c) + 1, dtype=torch.float64)
+            grad.index_add_(0, idx, w.grad.reshape(-1).to(torch.float64))  # eq. (3): group by, reduce
+            c.grad = grad[1:].to(c.dtype)
+        optimizer.step()
+        with torch.no_grad():
+            for w, c, idx in zip(weights, centroids, codes):
+                w.copy_(torch.cat([c.new_zeros(1), c])[idx].reshape(w.shape))
+
     try:
-        for epoch in range(epochs):
-            total, count = 0.0, 0
-            for images, target in loader:
-                for w in weights:
-                    w.grad = None
-                loss, _ = objective(model, images, target)
-                loss.backward()
-                for w, c, idx in zip(weights, centroids, codes):
-                    grad = torch.zeros(len(c) + 1, dtype=torch.float64)
-                    grad.index_add_(0, idx, w.grad.reshape(-1).to(torch.float64))  # eq. (3): group by, reduce
-                    c.grad = grad[1:].to(c.dtype)
-                optimizer.step()
-                with torch.no_grad():
-                    for w, c, idx in zip(weights, centroids, codes):
-                        w.copy_(torch.cat([c.new_zeros(1), c])[idx].reshape(w.shape))
-                total += float(loss.detach()) * len(target)
-                count += len(target)
-            losses.append(total / max(count, 1))
-            if progress:
-                progress(f"fine-tuning centroids: epoch {epoch + 1}/{epochs}, loss {losses[-1]:.4f}")
+        losses = fine_tune_epochs(model, loader, objective, update, epochs=epochs, what="fine-tuning centroids",
+                                  progress=progress)
     finally:
         for name, p in params.items():
             p.grad = None
             p.requires_grad_(trainable[name])
-        model.eval()
     for layer, c in zip(layers, centroids):
         layer.codebook[1:] = c.detach().numpy()
     return losses

@@ -17,30 +17,17 @@ command line's ``--help`` stays fast.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from cnnlab.lazy import lazy_exports
 
 # public name -> the module that defines it
 _EXPORTS = {
     "BACKENDS": "backends", "DEFAULT_BACKEND": "backends", "Backend": "backends", "QuantizeError": "backends",
     "get_backend": "backends",
     "Accuracy": "calibrate", "calibration_batches": "calibrate", "top1_accuracy": "calibrate",
-    "trained_splits": "calibrate",
     "QuantizeResult": "run", "Written": "run", "check_out": "run", "measure_latency": "run",
     "quantize_checkpoint": "run", "quantize_model": "run", "quantize_trained": "run",
 }
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'cnnlab.quantize' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"cnnlab.quantize.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -142,9 +142,9 @@ class OpenVINO(Backend):
         import nncf
         import openvino
 
-        from cnnlab.export import _quiet
+        from cnnlab.export import quiet
 
-        with _quiet():  # the converter's tracer warnings, NNCF's progress bar
+        with quiet():  # the converter's tracer warnings, NNCF's progress bar
             converted = openvino.convert_model(model, example_input=example, input=[_dynamic_batch_shape(example)])
             floating = workdir / "float.xml"
             openvino.save_model(converted, str(floating), compress_to_fp16=False)
@@ -208,10 +208,10 @@ class OnnxRuntime(Backend):
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
         from cnnlab.bench.runtimes import export_onnx
-        from cnnlab.export import _quiet
+        from cnnlab.export import quiet
 
         floating, prepared = workdir / "float.onnx", workdir / "prepared.onnx"
-        with _quiet():
+        with quiet():
             export_onnx(model, example, str(floating), dynamic_batch=True, single_file=True)
             quant_pre_process(str(floating), str(prepared))  # shape inference + graph optimisation
             quantize_static(str(prepared), str(path), _reader(batches, "input"), quant_format=QuantFormat.QDQ,
@@ -261,9 +261,9 @@ class Torch(Backend):
             X86InductorQuantizer, get_default_x86_inductor_quantization_config,
         )
 
-        from cnnlab.export import _quiet
+        from cnnlab.export import quiet
 
-        with _quiet():
+        with quiet():
             # Strict (dynamo) capture: the non-strict one groups every call of a module that forward
             # reuses (ResNet's one ReLU per block) into one source partition, which the x86
             # quantizer refuses ("Input partition has more than one output node").

@@ -5,7 +5,8 @@ Runtime, OpenVINO, an INT8 file).
 The splits are read as ``cnnlab eval`` reads them (``cnnlab.train.data.load_data`` at the
 checkpoint's input size and channels, without augmentation; the data's classes must be the
 checkpoint's; items normalised with other statistics than the checkpoint's are brought to the
-checkpoint's), so the float accuracy here is ``cnnlab eval``'s top-1.
+checkpoint's: ``cnnlab.train.inference.trained_splits``), so the float accuracy here is
+``cnnlab eval``'s top-1.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from typing import Any, Callable
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from cnnlab.train.data import Data, DataError, load_data
+from cnnlab.train.data import DataError
 
-__all__ = ["Accuracy", "calibration_batches", "top1_accuracy", "trained_splits"]
+__all__ = ["Accuracy", "calibration_batches", "top1_accuracy"]
 
 
 @dataclass(frozen=True)
@@ -31,27 +32,6 @@ class Accuracy:
     @property
     def top1(self) -> float:
         return self.correct / self.n if self.n else float("nan")
-
-
-def trained_splits(trained: Any, data: str | None = None) -> Data:
-    """The train and test splits of ``data`` (default: the checkpoint's) as ``trained`` expects
-    them: its input size and channels, its normalisation, its classes (a ``DataError`` when the
-    data's classes differ)."""
-    from cnnlab.train.inference import _names, _Renormalised
-
-    data = data or trained.data
-    if data is None:
-        raise DataError("give --data: the weights do not say which data they were trained on")
-    channels, height, width = trained.input_size
-    split = load_data(data, input_size=(height, width), channels=channels)
-    if list(split.classes) != list(trained.classes):
-        raise DataError(f"{data} has {len(split.classes)} classes ({_names(split.classes)}); the checkpoint was "
-                        f"trained on {len(trained.classes)} ({_names(trained.classes)}): quantize with data that has "
-                        "the same classes")
-    if tuple(round(m, 6) for m in split.mean) != tuple(round(m, 6) for m in trained.mean):
-        split.train = _Renormalised(split.train, split.mean, split.std, trained.mean, trained.std)
-        split.test = _Renormalised(split.test, split.mean, split.std, trained.mean, trained.std)
-    return split
 
 
 def calibration_batches(dataset: Dataset, batches: int, batch_size: int, *, seed: int = 0) -> list[torch.Tensor]:

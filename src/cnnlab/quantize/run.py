@@ -81,7 +81,7 @@ def quantize_model(model: Any, example: Any, batches: Sequence[Any], out: str | 
     ``backend``, calibrated on ``batches`` (float32 input batches), and write it to ``out`` with
     a dynamic batch dimension. ``example`` is one input batch for tracing. Raises ``ValueError``
     for a bad ``out``, ``QuantizeError`` (one line) when the backend is not installed or fails."""
-    from cnnlab.export import _install, _staging
+    from cnnlab.fileio import install_files, staging_folder
 
     target = check_out(backend, out)
     form = get_backend(backend)
@@ -90,7 +90,7 @@ def quantize_model(model: Any, example: Any, batches: Sequence[Any], out: str | 
     # Every file takes any batch; torch.export specialises a dimension traced at size 1.
     trace = example if example.shape[0] > 1 else example.expand(2, *example.shape[1:]).contiguous()
     counting = CountingBatches(batches)
-    with _staging(target) as stage:
+    with staging_folder(target) as stage:
         staged = [stage / p.name for p in form.files(target)]
         (stage / "work").mkdir()
         try:
@@ -98,7 +98,7 @@ def quantize_model(model: Any, example: Any, batches: Sequence[Any], out: str | 
         except Exception as exc:  # noqa: BLE001 - any backend error is this backend's failure on the model
             raise QuantizeError(f"the {backend} backend failed on {label}: {_one_line(exc)}") from exc
         written = Written(form.files(target), sum(p.stat().st_size for p in staged), float_bytes, counting.used)
-        _install(staged, form.files(target))
+        install_files(staged, form.files(target))
     return written
 
 
@@ -222,7 +222,8 @@ def quantize_trained(trained: Any, out: str | os.PathLike[str], *, data: str | N
     Raises ``ValueError`` (``DataError`` included) for bad arguments before any work, and
     ``QuantizeError`` when the backend is not installed or fails on the model."""
     from cnnlab.quantize.calibrate import calibration_batches as draw
-    from cnnlab.quantize.calibrate import top1_accuracy, trained_splits
+    from cnnlab.quantize.calibrate import top1_accuracy
+    from cnnlab.train.inference import trained_splits
 
     say = progress or (lambda text: None)
     check_out(backend, out)
@@ -230,7 +231,7 @@ def quantize_trained(trained: Any, out: str | os.PathLike[str], *, data: str | N
     _require(form)
     if calibration_batches < 1:
         raise ValueError(f"calibration needs at least 1 batch, got {calibration_batches}")
-    split = trained_splits(trained, data)
+    split = trained_splits(trained, data, use="quantize with")
     batches = draw(split.train, calibration_batches, calibration_batch_size, seed=seed)
     example = split.test[0][0].unsqueeze(0)
     with _threads(threads) as n:

@@ -104,6 +104,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         for fig in section["figures"]:
             lines += [f"![{fig['title']}]({fig['png']})", "", f"*{fig['caption']}* ([SVG]({fig['svg']}))", ""]
         if section["notes"]:
-            lines += ["Not measured:", ""] + [f"- {_md_escape(n)}" for n in section["notes"]] + [""]
+            lines += ["Notes (what could not be measured, or not cleanly):", ""]
+            lines += [f"- {_md_escape(n)}" for n in section["notes"]] + [""]
     lines += ["---", "", f"Every number above is in `data.json` ({html.escape(report['generated'])})."]
     return "\n".join(lines) + "\n"

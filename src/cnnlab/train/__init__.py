@@ -14,8 +14,7 @@ The names below are imported on first use: ``import cnnlab.train.recipes`` (``cn
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from cnnlab.lazy import lazy_exports
 
 # public name -> the module that defines it
 _EXPORTS = {
@@ -27,20 +26,10 @@ _EXPORTS = {
     "train": "engine", "train_one_epoch": "engine",
     "EvalResult": "inference", "Trained": "inference", "WeightsError": "inference", "evaluate_model": "inference",
     "from_checkpoint": "inference", "from_torchvision": "inference", "predict_images": "inference",
+    "trained_splits": "inference",
     "RECIPES": "recipes", "Recipe": "recipes", "default_recipe": "recipes", "get_recipe": "recipes",
 }
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'cnnlab.train' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"cnnlab.train.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

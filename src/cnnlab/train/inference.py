@@ -28,7 +28,7 @@ from PIL import Image
 from torch import nn
 
 from cnnlab.train.checkpoint import CheckpointError, load_state, load_weights
-from cnnlab.train.data import DataError, _pil_to_float, imagenet_classes, load_data, preprocess
+from cnnlab.train.data import Data, DataError, _pil_to_float, imagenet_classes, load_data, preprocess
 
 __all__ = [
     "CONFUSION_MAX_CLASSES", "EvalResult", "Prediction", "Trained", "WeightsError", "confusion_figure",
@@ -241,15 +241,7 @@ def evaluate_model(trained: Trained, data: str | None = None, *, batch_size: int
         raise DataError("cnnlab eval reads the test split the way training does (resized, not cropped), which "
                         "is not how torchvision's weights were evaluated; evaluate a --checkpoint")
     data = data or trained.data
-    channels, height, width = trained.input_size
-    split = load_data(data, input_size=(height, width), channels=channels)
-    if list(split.classes) != trained.classes:
-        raise DataError(f"{data} has {len(split.classes)} classes ({_names(split.classes)}); the checkpoint was "
-                        f"trained on {len(trained.classes)} ({_names(trained.classes)}): evaluate on data with "
-                        "the same classes")
-    if tuple(round(m, 6) for m in split.mean) != tuple(round(m, 6) for m in trained.mean):
-        # the test items are normalised with the data's statistics; the model expects its own
-        split.test = _Renormalised(split.test, split.mean, split.std, trained.mean, trained.std)
+    split = trained_splits(trained, data, use="evaluate on")
     objective = make_objective(trained.model, mean=trained.mean, std=trained.std,
                                num_classes=len(trained.classes), label=trained.name)
     device = next(iter(trained.model.parameters()), torch.empty(0)).device
@@ -276,6 +268,27 @@ def evaluate_model(trained: Trained, data: str | None = None, *, batch_size: int
         raise DataError(f"{data}: the test split is empty")
     return EvalResult(trained.name, data, top1 / count, topk / count, loss_sum / count, count, list(trained.classes),
                       confusion.tolist() if confusion is not None else None, k)
+
+
+def trained_splits(trained: Trained, data: str | None = None, *, use: str = "use") -> Data:
+    """The train and test splits of ``data`` (default: the checkpoint's) as ``trained`` expects
+    them: its input size and channels, its normalisation (items normalised with the data's own
+    statistics are brought to the model's), its classes (a ``DataError`` saying to ``use`` data
+    with the same classes when they differ)."""
+    data = data or trained.data
+    if data is None:
+        raise DataError("give --data: the weights do not say which data they were trained on")
+    channels, height, width = trained.input_size
+    split = load_data(data, input_size=(height, width), channels=channels)
+    if list(split.classes) != list(trained.classes):
+        raise DataError(f"{data} has {len(split.classes)} classes ({_names(split.classes)}); the checkpoint was "
+                        f"trained on {len(trained.classes)} ({_names(trained.classes)}): {use} data with the "
+                        "same classes")
+    if tuple(round(m, 6) for m in split.mean) != tuple(round(m, 6) for m in trained.mean):
+        # e.g. an imagefolder trained with one split and evaluated on another folder
+        split.train = _Renormalised(split.train, split.mean, split.std, trained.mean, trained.std)
+        split.test = _Renormalised(split.test, split.mean, split.std, trained.mean, trained.std)
+    return split
 
 
 class _Renormalised(torch.utils.data.Dataset):

@@ -71,7 +71,7 @@ def collect(ctx: Context) -> Section:
         Column("density", "density % (ours)", "float"), Column("paper_density", "density % (paper)", "float"),
     ], layers, sortable=False)
     worst = max(abs(r["off_percent"]) for r in rows if r["off_percent"] is not None)
-    return Section(
+    section = Section(
         "compression", "Compression: Deep Compression and SqueezeNet",
         intro=("The notes compare SqueezeNet with compressed AlexNets. `cnnlab compress` prunes each layer to the "
                "papers' published density, shares its weights in 2^bits k-means clusters, stores the survivors "
@@ -87,6 +87,19 @@ def collect(ctx: Context) -> Section:
                  f"({alex['original'] / alex['pqh']:.0f}x; paper 6.9 MB, 35x), SqueezeNet {sq8['pq'] / MIB:.3f} MB "
                  f"at 8 bit (paper 0.66); within {worst:.0f} % of the papers"),
     )
+    if ctx.train:
+        from cnnlab.report.sections.compression_lenet5 import collect_lenet5
+
+        table, figure, lenet5 = collect_lenet5(ctx)
+        section.tables.append(table)
+        section.figures.append(figure)
+        section.data["lenet5"] = lenet5
+        deep, base = lenet5["variants"][-1], lenet5["variants"][0]
+        section.summary += (f"; LeNet-5 Deep-Compressed {base['bytes'] / deep['bytes']:.0f}x smaller, "
+                            f"{100 * (deep['top1'] - base['top1']):+.2f} points of test accuracy")
+        section.intro += (" Below, measured on this machine: LeNet-5 trained on the digits, then pruned, quantized "
+                          "to INT8 and Deep-Compressed, each form's size against its test accuracy.")
+    return section
 
 
 def _row(model: str, approach: str, paper_mib: float | None, ours_bytes: int, sparsity: float,

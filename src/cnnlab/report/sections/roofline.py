@@ -59,6 +59,13 @@ def collect(ctx: Context) -> Section:
         best = rows[0]
         section.summary = (f"roofline: {peak:.0f} GFLOP/s, {bandwidth:.1f} GB/s; best {best['model']} at "
                            f"{best['percent_of_roofline']:.0f} %")
+        above = [r["model"] for r in rows if r["percent_of_roofline"] > 100]
+        if above:  # a bound cannot be beaten: the ceiling was measured too low
+            section.summary += " (above the measured ceiling: see the notes)"
+            section.notes.append(
+                f"{', '.join(above)} ran faster than the measured ceilings allow (over 100 %): the ceilings were "
+                "measured lower than this machine can reach, usually because the machine was busier then than when "
+                "these models were timed. Measure both on a quiet machine: cnnlab report --remeasure.")
         section.figures = [_plot(ctx, rows, peak, bandwidth)]
     return section
 
