@@ -52,17 +52,19 @@ def _figure(ctx: Context, run: dict[str, Any]) -> dict[str, Any]:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     base = run["variants"][0]
     colours = {"float": "#1f77b4", "pruned": "#ff7f0e", "int8": "#2ca02c", "deep": "#d62728"}
-    for v in run["variants"]:
+    for i, v in enumerate(run["variants"]):
         kib, top1 = v["bytes"] / 1024, 100 * v["top1"]
         ax.scatter([kib], [top1], s=60, color=colours.get(v["key"], "#555555"), zorder=3)
-        ax.annotate(f"{v['label']}\n{kib:.1f} KiB, {base['bytes'] / v['bytes']:.1f}× smaller", (kib, top1),
-                    textcoords="offset points", xytext=(6, 6), fontsize=8)
+        short = v["label"].split(" (")[0].replace(" + retrained", "")  # the table has the whole label
+        ax.annotate(f"{short}\n{kib:.1f} KiB, {base['bytes'] / v['bytes']:.1f}×", (kib, top1),
+                    textcoords="offset points", xytext=(-20, 10 if i % 2 == 0 else -28), fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("size stored (KiB, log scale)")
     ax.set_ylabel("test top-1 (%)")
-    low = min(100 * v["top1"] for v in run["variants"])
-    ax.set_ylim(min(low - 1.0, 95.0), 100.5)
-    ax.set_xlim(right=base["bytes"] / 1024 * 4)
+    tops = [100 * v["top1"] for v in run["variants"]]
+    ax.set_ylim(min(tops) - 1.5, max(tops) + 1.0)
+    sizes = [v["bytes"] / 1024 for v in run["variants"]]
+    ax.set_xlim(min(sizes) / 2, max(sizes) * 3)
     ax.grid(True, which="both", linewidth=0.3)
     ax.set_title(f"{run['model']} on digits: size vs accuracy", fontsize=10)
     fig.tight_layout()
