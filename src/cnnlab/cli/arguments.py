@@ -4,12 +4,14 @@ each turns a bad value into one line (argparse's exit 2) before anything heavy i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-__all__ = ["StatusLine", "bits", "check_data", "count", "layer_sparsity", "positive_number", "sparsity"]
+__all__ = ["StatusLine", "bits", "check_data", "compression_errors", "count", "layer_sparsity", "positive_number",
+           "sparsity"]
 
 
 def _number(text: str, kind: type) -> Any:
@@ -104,3 +106,20 @@ class StatusLine:
     def __exit__(self, *exc: Any) -> None:
         if self.status is not None:
             self.status.__exit__(*exc)
+
+
+@contextlib.contextmanager
+def compression_errors() -> Iterator[None]:
+    """The compression library's errors as the command line's: bad options or data are usage
+    errors (exit 2), an unusable checkpoint exits 1; each one line."""
+    from cnnlab.cli.errors import Failure, UsageError
+    from cnnlab.compress import CompressError
+    from cnnlab.train.checkpoint import CheckpointError
+    from cnnlab.train.data import DataError
+
+    try:
+        yield
+    except (CompressError, DataError) as exc:
+        raise UsageError(str(exc)) from exc
+    except CheckpointError as exc:
+        raise Failure(1, str(exc), exc) from exc

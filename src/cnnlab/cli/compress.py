@@ -8,7 +8,7 @@ import argparse
 import json
 from typing import Any
 
-from cnnlab.cli.arguments import StatusLine, bits, check_data, count, layer_sparsity, sparsity
+from cnnlab.cli.arguments import StatusLine, compression_errors, bits, check_data, count, layer_sparsity, sparsity
 from cnnlab.cli.common import add_command
 
 __all__ = ["add_parser", "run"]
@@ -70,7 +70,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnlab.cli.errors import Failure, UsageError
+    from cnnlab.cli.errors import UsageError
     from cnnlab.cli.target import registered_info
 
     if args.bits is not None and (args.conv_bits is not None or args.fc_bits is not None):
@@ -84,25 +84,18 @@ def run(args: argparse.Namespace) -> int:
     check_data(args.data)
     registered_info(args.model)  # an unknown name: one line with a suggestion
     layers = layer_sparsity(args.layer_sparsity)
-    from cnnlab.compress import CompressError, compress
-    from cnnlab.train.checkpoint import CheckpointError
-    from cnnlab.train.data import DataError
+    from cnnlab.compress import compress
 
     conv_bits = args.bits or args.conv_bits or 8
     fc_bits = args.bits or args.fc_bits or 5
-    try:
-        with StatusLine("compressing") as progress:
-            result = compress(
-                args.model, checkpoint=args.checkpoint, prune=args.prune, layer_sparsity=layers,
-                conv_bits=conv_bits, fc_bits=fc_bits, conv_index_bits=args.conv_index_bits,
-                fc_index_bits=args.fc_index_bits, huffman=args.huffman, finetune_epochs=args.finetune_epochs,
-                data=args.data, finetune_lr=args.finetune_lr, batch_size=args.batch_size, seed=args.seed,
-                out=args.out or f"{args.model}.dc", progress=progress,
-            )
-    except (CompressError, DataError) as exc:
-        raise UsageError(str(exc)) from exc
-    except CheckpointError as exc:
-        raise Failure(1, str(exc), exc) from exc
+    with compression_errors(), StatusLine("compressing") as progress:
+        result = compress(
+            args.model, checkpoint=args.checkpoint, prune=args.prune, layer_sparsity=layers,
+            conv_bits=conv_bits, fc_bits=fc_bits, conv_index_bits=args.conv_index_bits,
+            fc_index_bits=args.fc_index_bits, huffman=args.huffman, finetune_epochs=args.finetune_epochs,
+            data=args.data, finetune_lr=args.finetune_lr, batch_size=args.batch_size, seed=args.seed,
+            out=args.out or f"{args.model}.dc", progress=progress,
+        )
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0

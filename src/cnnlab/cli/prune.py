@@ -10,7 +10,7 @@ import argparse
 import json
 from typing import Any
 
-from cnnlab.cli.arguments import StatusLine, check_data, count, layer_sparsity, positive_number, sparsity
+from cnnlab.cli.arguments import StatusLine, compression_errors, check_data, count, layer_sparsity, positive_number, sparsity
 from cnnlab.cli.common import add_command
 
 __all__ = ["add_parser", "run"]
@@ -60,7 +60,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from cnnlab.cli.errors import Failure, UsageError
+    from cnnlab.cli.errors import UsageError
     from cnnlab.cli.target import registered_info
 
     if args.sparsity is None and args.layer_sparsity is None:
@@ -72,21 +72,14 @@ def run(args: argparse.Namespace) -> int:
     check_data(args.data)
     registered_info(args.model)  # an unknown name: one line with a suggestion
     layers = layer_sparsity(args.layer_sparsity)
-    from cnnlab.compress import CompressError, prune_checkpoint
-    from cnnlab.train.checkpoint import CheckpointError
-    from cnnlab.train.data import DataError
+    from cnnlab.compress import prune_checkpoint
 
-    try:
-        with StatusLine("pruning") as progress:
-            result = prune_checkpoint(
-                args.model, args.checkpoint, sparsity=args.sparsity, layer_sparsity=layers,
-                global_threshold=args.global_threshold, finetune_epochs=args.finetune_epochs,
-                finetune_lr=args.finetune_lr, data=args.data, out=args.out, progress=progress,
-            )
-    except (CompressError, DataError) as exc:
-        raise UsageError(str(exc)) from exc
-    except CheckpointError as exc:
-        raise Failure(1, str(exc), exc) from exc
+    with compression_errors(), StatusLine("pruning") as progress:
+        result = prune_checkpoint(
+            args.model, args.checkpoint, sparsity=args.sparsity, layer_sparsity=layers,
+            global_threshold=args.global_threshold, finetune_epochs=args.finetune_epochs,
+            finetune_lr=args.finetune_lr, data=args.data, out=args.out, progress=progress,
+        )
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0
