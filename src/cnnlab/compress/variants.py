@@ -73,25 +73,22 @@ def compression_variants(checkpoint: str | os.PathLike[str], name: str, folder: 
     per layer) outweighs what it codes: conv1 keeps about 110 of its 150 weights. With 8/5 bits the
     file is 19.6x smaller than float32, with 4/4 bits 34.2x, at the same test accuracy (docs/
     compression.md, "Deep-Compressed LeNet-5")."""
-    import torch
-
     from cnnlab.compress.deep import compress, decompress
     from cnnlab.compress.retrain import prune_checkpoint
     from cnnlab.quantize.backends import DEFAULT_BACKEND, get_backend
     from cnnlab.quantize.run import quantize_checkpoint
+    from cnnlab.train.checkpoint import load_state
     from cnnlab.train.inference import evaluate_model, from_checkpoint
 
     folder = Path(folder)
     say = progress or (lambda text: None)
-    float_state = from_checkpoint(checkpoint, name).model.state_dict()
-    float_bytes = sum(t.numel() * t.element_size() for t in float_state.values())
 
     say(f"{name}: pruning {sparsity:.0%} of the weights, {prune_epochs} epochs of retraining")
     pruned_path = folder / "pruned.pt"
     pruned = prune_checkpoint(name, checkpoint, sparsity=sparsity, global_threshold=True,
                               finetune_epochs=prune_epochs, out=pruned_path)
-    pruned_state = from_checkpoint(pruned_path, name).model.state_dict()
     pruned_keys = [f"{layer.name}.weight" for layer in pruned.layers]
+    pruned_size = sparse_bytes(load_state(pruned_path)["model"], pruned_keys)
 
     backend = backend or DEFAULT_BACKEND
     say(f"{name}: INT8 with {backend}")
@@ -101,14 +98,12 @@ def compression_variants(checkpoint: str | os.PathLike[str], name: str, folder: 
 
     say(f"{name}: Deep Compression ({conv_bits}-bit conv, {fc_bits}-bit fc codes)")
     deep_path, restored = folder / f"{name}.dc", folder / "restored.pt"
-    compress(name, checkpoint=pruned_path, conv_bits=conv_bits, fc_bits=fc_bits, finetune_epochs=centroid_epochs,
+    deep = compress(name, checkpoint=pruned_path, conv_bits=conv_bits, fc_bits=fc_bits, finetune_epochs=centroid_epochs,
              seed=seed, out=deep_path)
     decompress(deep_path, restored)
     deep_top1 = evaluate_model(from_checkpoint(restored, name)).top1
-    with torch.no_grad():
-        pruned_size = sparse_bytes(pruned_state, pruned_keys)
-    return [
-        Variant("float", "float32", float_bytes, float(pruned.accuracy["float"])),
+    return [  # compress counts the float32 bytes of the same architecture's state_dict
+        Variant("float", "float32", deep.original_bytes, float(pruned.accuracy["float"])),
         Variant("pruned", f"pruned {pruned.sparsity:.0%} + retrained", pruned_size, float(pruned.accuracy["finetuned"])),
         Variant("int8", f"INT8 ({backend})", int8.written.bytes, int8.int8_top1),
         Variant("deep", f"Deep Compression ({conv_bits}/{fc_bits} bit, Huffman)", deep_path.stat().st_size, deep_top1),
