@@ -107,6 +107,7 @@ def test_finetuning_from_the_command_line_keeps_the_weights_shared(tmp_path, cap
     (["compress", "lenet5", "--bits", "4", "--fc-bits", "3"], "not both"),
     (["compress", "lenet5", "--data", "fake"], "give --finetune-epochs"),
     (["compress", "lenet5", "--finetune-epochs", "1"], "needs --data"),
+    (["compress", "lenet5", "--finetune-lr", "-0.1"], "argument --finetune-lr: must be a positive number"),
     (["compress", "lenet5", "--finetune-epochs", "1", "--data", "mnist"], "unknown data 'mnist'"),
     (["compress", "lenet5", "--checkpoint", "nope.pt"], "no such checkpoint"),
     (["decompress", "nope.dc"], "nope.dc: no such file"),

@@ -8,7 +8,8 @@ import argparse
 import json
 from typing import Any
 
-from cnnlab.cli.arguments import StatusLine, compression_errors, bits, check_data, count, layer_sparsity, sparsity
+from cnnlab.cli.arguments import (StatusLine, bits, check_data, compression_errors, count, layer_sparsity,
+                                  positive_number, sparsity)
 from cnnlab.cli.common import add_command
 
 __all__ = ["add_parser", "run"]
@@ -57,7 +58,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--data", metavar="DATA",
                         help="fine-tuning data: digits, cifar10[:ROOT], cifar100[:ROOT], imagefolder:PATH or fake "
                              "(default: the checkpoint's)")
-    parser.add_argument("--finetune-lr", type=float, default=1e-3, metavar="LR",
+    parser.add_argument("--finetune-lr", type=positive_number, default=1e-3, metavar="LR",
                         help="SGD learning rate of the centroids (momentum 0.9)")
     parser.add_argument("--batch-size", type=int, default=32, metavar="B", help="fine-tuning batch size")
     parser.add_argument("--seed", type=int, default=0, metavar="S",
