@@ -21,11 +21,10 @@ sparsity: LeNet-5 on the digits pruned per layer reaches 82.2 % after
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
@@ -126,15 +125,6 @@ def _recipe(name: str, args: Mapping[str, Any]) -> Any:
         raise CompressError(f"the checkpoint's training arguments cannot be used: {exc}") from None
 
 
-@contextlib.contextmanager
-def _threads(threads: int | None) -> Iterator[None]:
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _sparsities(name: str, sparsity: float | None, layer_sparsity: Mapping[str, float] | str | None,
@@ -171,6 +161,7 @@ def prune_checkpoint(name: str, checkpoint: str | Path, *, sparsity: float | Non
     ``out`` is None) as a ``cnnlab train``-style checkpoint with ``"pruning": {layer: sparsity}``.
     Raises CompressError (bad arguments), CheckpointError, DataError."""
     from cnnlab.train.checkpoint import load_state, save_checkpoint
+    from cnnlab.train.engine import torch_threads
     from cnnlab.train.inference import evaluate_model, from_checkpoint
 
     if isinstance(finetune_epochs, bool) or not isinstance(finetune_epochs, int) or finetune_epochs < 0:
@@ -190,7 +181,7 @@ def prune_checkpoint(name: str, checkpoint: str | Path, *, sparsity: float | Non
 
     model = trained.model
     specs = plan_layers(model, 0.0 if global_threshold else wanted)  # an unknown layer name: before any work
-    with _threads(config.threads):
+    with torch_threads(config.threads):
         if progress:
             progress("evaluating the trained model")
         before = evaluate_model(trained, data)

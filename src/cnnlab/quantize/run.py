@@ -12,11 +12,10 @@ with the same number of threads.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 from cnnlab.quantize.backends import DEFAULT_BACKEND, Backend, CountingBatches, QuantizeError, get_backend
 
@@ -116,17 +115,6 @@ def _side_by_side(fns: dict[str, Callable[[], Any]], *, rounds: int, repeat: int
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-@contextlib.contextmanager
-def _threads(threads: int | None) -> Iterator[int]:
-    """torch's thread count set to ``threads`` (default: as it is) for the block; yields it."""
-    import torch
-
-    saved = torch.get_num_threads()
-    torch.set_num_threads(threads or saved)
-    try:
-        yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(saved)
 
 
 def measure_latency(model: Any, path: str | os.PathLike[str], example: Any, *, backend: str = DEFAULT_BACKEND,
@@ -136,9 +124,10 @@ def measure_latency(model: Any, path: str | os.PathLike[str], example: Any, *, b
     folded) through the ``cnnlab.bench`` runtime of ``backend`` and of the INT8 file at ``path``,
     timed side by side with the same ``threads``."""
     from cnnlab.bench.runtimes import get_runtime
+    from cnnlab.train.engine import torch_threads
 
     form = get_backend(backend)
-    with _threads(threads) as n:
+    with torch_threads(threads) as n:
         fused = _fused(model, example)
         fns = {"float": get_runtime(form.float_runtime).prepare(fused, example, threads=n),
                "int8": form.bind(Path(path), example, n)}
@@ -223,6 +212,7 @@ def quantize_trained(trained: Any, out: str | os.PathLike[str], *, data: str | N
     ``QuantizeError`` when the backend is not installed or fails on the model."""
     from cnnlab.quantize.calibrate import calibration_batches as draw
     from cnnlab.quantize.calibrate import top1_accuracy
+    from cnnlab.train.engine import torch_threads
     from cnnlab.train.inference import trained_splits
 
     say = progress or (lambda text: None)
@@ -234,7 +224,7 @@ def quantize_trained(trained: Any, out: str | os.PathLike[str], *, data: str | N
     split = trained_splits(trained, data, use="quantize with")
     batches = draw(split.train, calibration_batches, calibration_batch_size, seed=seed)
     example = split.test[0][0].unsqueeze(0)
-    with _threads(threads) as n:
+    with torch_threads(threads) as n:
         say(f"quantizing {trained.name} with {backend} on {calibration_batches} calibration batches")
         written = quantize_model(trained.model, example, batches, out, backend=backend, label=trained.name)
         say("evaluating float and INT8 on the test split")

@@ -56,6 +56,7 @@ __all__ = [
     "evaluate",
     "registered_builder",
     "run",
+    "torch_threads",
     "train",
     "train_one_epoch",
 ]
@@ -189,7 +190,7 @@ def run(config: TrainConfig, *, ctx: Context | None = None, state: dict[str, Any
     if config.sync_bn and ctx.world_size == 1:
         notes.append("--sync-bn does nothing in a single process")
 
-    with _deterministic(ctx.device.type == "cpu"), _threads(config.threads):
+    with _deterministic(ctx.device.type == "cpu"), torch_threads(config.threads):
         seed_everything(config.seed)
         model = built.build(len(data.classes)).to(ctx.device)
         if config.channels_last:
@@ -335,13 +336,14 @@ def _deterministic(on: bool) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _threads(threads: int | None) -> Iterator[None]:
-    """``torch.set_num_threads(threads)`` for the run (restored after); None leaves torch's."""
+def torch_threads(threads: int | None) -> Iterator[int]:
+    """``torch.set_num_threads(threads)`` for the block, restored after; None (or 0) leaves
+    torch's. Yields the count in force. Training, pruning's retraining and quantization use it."""
     before = torch.get_num_threads()
-    if threads is not None:
+    if threads:
         torch.set_num_threads(threads)
     try:
-        yield
+        yield torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
 
