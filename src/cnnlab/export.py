@@ -48,6 +48,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from cnnlab.bench.run import one_line
 from cnnlab.fileio import install_files, staging_folder
 
 __all__ = [
@@ -385,18 +386,13 @@ def _write_and_check(fmt: _Format, source: Any, trace_example: Any, inputs: list
             exporter = fmt.write(model, trace_example, path, dynamic_batch=dynamic_batch, opset=opset,
                                  fp16_weights=fp16_weights)
     except Exception as exc:  # noqa: BLE001 - any exporter error is this export's failure
-        raise ExportError(f"{fmt.name} export failed: {_one_line(exc)}") from exc
+        raise ExportError(f"{fmt.name} export failed: {one_line(exc)}") from exc
     try:
         run = fmt.load(path)
         diffs = {int(x.shape[0]): max_rel_diff(_forward(run, x), _forward(source, x)) for x in inputs}
     except Exception as exc:  # noqa: BLE001 - a file its own runtime cannot run
-        raise ExportError(f"{fmt.runtime} cannot run the exported file: {_one_line(exc)}") from exc
+        raise ExportError(f"{fmt.runtime} cannot run the exported file: {one_line(exc)}") from exc
     return exporter, diffs, (folded, total)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _file_opset(path: Path, requested: int) -> int:

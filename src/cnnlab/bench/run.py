@@ -30,7 +30,7 @@ from cnnlab.bench.runtimes import DTYPES, RUNTIMES, get_runtime, shared_exports
 from cnnlab.bench.timer import time_callable
 from cnnlab.bench.verify import WEAK, max_rel_diff, reference_model, tolerance_for
 
-__all__ = ["BenchResult", "Result", "bench", "load_warning", "machine_info"]
+__all__ = ["BenchResult", "Result", "bench", "load_warning", "machine_info", "one_line"]
 
 RESULT_KEYS = ("model", "runtime", "dtype", "batch", "input_shape", "median_ms", "iqr_ms", "images_per_s",
                "max_rel_diff", "ok", "error")
@@ -260,7 +260,8 @@ def bench(
         torch.set_num_threads(saved_threads)
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """``Type: first non-empty line of the message`` (torch's messages run over many lines)."""
     text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
@@ -282,7 +283,7 @@ def _bench_one(label: str, model: Any, shape: tuple[int, ...], names: list[str],
     except Exception as exc:  # noqa: BLE001 - the reference itself fails: every runtime says so
         for name in names:
             yield Result(label, name, dtype, shape[0], list(shape), device=device,
-                         error=f"the fp32 eager reference failed: {_one_line(exc)}")
+                         error=f"the fp32 eager reference failed: {one_line(exc)}")
         return
     with shared_exports():  # one ONNX export for ONNX Runtime and OpenVINO
         for name in names:
@@ -312,7 +313,7 @@ def _bench_one(label: str, model: Any, shape: tuple[int, ...], names: list[str],
                     result.peak_memory_mb = timing.peak_memory_mb
                     result.ok = True
             except Exception as exc:  # noqa: BLE001 - reported, never dropped
-                result.error = f"failed: {_one_line(exc)}"
+                result.error = f"failed: {one_line(exc)}"
             finally:
                 del fn
                 gc.collect()

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from cnnlab.bench.run import one_line
 from cnnlab.quantize.backends import DEFAULT_BACKEND, Backend, CountingBatches, QuantizeError, get_backend
 
 __all__ = ["QuantizeResult", "Written", "check_out", "measure_latency", "quantize_checkpoint", "quantize_model",
@@ -57,11 +58,6 @@ def _require(form: Backend) -> None:
         raise QuantizeError(missing)
 
 
-def _one_line(exc: BaseException) -> str:
-    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 def _fused(model: Any, example: Any) -> Any:
     """An FP32 CPU copy of ``model`` in eval mode with its BatchNorms folded (exact)."""
     import copy
@@ -95,7 +91,7 @@ def quantize_model(model: Any, example: Any, batches: Sequence[Any], out: str | 
         try:
             float_bytes = form.quantize(fused, trace, counting, staged[0], stage / "work")
         except Exception as exc:  # noqa: BLE001 - any backend error is this backend's failure on the model
-            raise QuantizeError(f"the {backend} backend failed on {label}: {_one_line(exc)}") from exc
+            raise QuantizeError(f"the {backend} backend failed on {label}: {one_line(exc)}") from exc
         written = Written(form.files(target), sum(p.stat().st_size for p in staged), float_bytes, counting.used)
         install_files(staged, form.files(target))
     return written
@@ -233,7 +229,7 @@ def quantize_trained(trained: Any, out: str | os.PathLike[str], *, data: str | N
         try:
             int8_accuracy = top1_accuracy(form.load(written.files[0], n), split.test, batch_size=eval_batch_size)
         except Exception as exc:  # noqa: BLE001 - a file its runtime cannot run
-            raise QuantizeError(f"{backend} cannot run the INT8 file: {_one_line(exc)}") from exc
+            raise QuantizeError(f"{backend} cannot run the INT8 file: {one_line(exc)}") from exc
         say("timing float and INT8 at batch 1")
         times = measure_latency(trained.model, written.files[0], example, backend=backend, threads=n, rounds=rounds,
                                 repeat=repeat, warmup=warmup)
