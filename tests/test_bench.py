@@ -283,6 +283,21 @@ def test_batches_resolutions_and_threads():
     assert result.machine["threads"] == 1 and torch.get_num_threads() == before
 
 
+def test_torch_threads_sets_the_count_and_restores_it_even_on_an_error():
+    from cnnlab.threads import torch_threads
+
+    before = torch.get_num_threads()
+    other = 1 if before != 1 else 2
+    with torch_threads(other) as n:
+        assert n == other == torch.get_num_threads()
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), torch_threads(other):
+        raise RuntimeError("inside")
+    assert torch.get_num_threads() == before
+    with torch_threads(None) as n:  # None leaves torch's own count
+        assert n == before
+
+
 @pytest.mark.parametrize("kwargs", [dict(runtimes=["nope"]), dict(dtype="int8"), dict(batch=[0]),
                                     dict(device="tpu"), dict(threads=0)])
 def test_bad_arguments_raise(kwargs):

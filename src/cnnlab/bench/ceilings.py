@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple
 
+from cnnlab.threads import torch_threads
+
 __all__ = ["TheoreticalPeak", "machine_ceilings", "measure_bandwidth", "measure_ceilings", "measure_compute",
            "theoretical_peak"]
 
@@ -227,19 +229,8 @@ def measure_ceilings(device: str = "cpu", *, dtypes: Iterable[str] = DTYPES, qui
         compute = {d: _compute_entry(*measure_compute(d, device=device, quick=quick), quick) for d in dtypes}
         return _assemble(compute, _bandwidth_entry(*measure_bandwidth(device=device, quick=quick), quick), threads)
 
-    return _with_threads(threads, measure)
-
-
-def _with_threads(threads: int | None, fn: Callable[[], Any]) -> Any:
-    import torch
-
-    saved = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        return fn()
-    finally:
-        torch.set_num_threads(saved)
+    with torch_threads(threads):
+        return measure()
 
 
 def _now() -> str:
@@ -344,7 +335,8 @@ def machine_ceilings(device: str = "cpu", *, dtypes: Iterable[str] = DTYPES, rem
     for name, measure in measures.items():
         entry = entries.get(name)
         if entry is None or remeasure or (entry.get("quick") and not quick):
-            entry = _with_threads(threads, measure)
+            with torch_threads(threads):
+                entry = measure()
             old = entries.get(name)
             if not (entry["quick"] and old is not None and not old.get("quick")):
                 entries[name], changed = entry, True

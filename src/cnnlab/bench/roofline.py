@@ -33,6 +33,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from cnnlab.threads import torch_threads
+
 __all__ = ["LayerBound", "RooflineReport", "RooflineResult", "bound_ms", "layer_times_ms", "model_roofline",
            "plot_roofline", "roofline_report"]
 
@@ -247,10 +249,7 @@ def roofline_report(models: Any, *, input: tuple[int, ...] | None = None, batch:
                                                        and isinstance(models[1], torch.nn.Module)):
         models = [models]
     say = progress or (lambda text: None)
-    saved = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         if ceilings is None:
             say("ceilings" + (" (measuring)" if remeasure else ""))
             ceilings = machine_ceilings(remeasure=remeasure, quick=quick)
@@ -268,8 +267,6 @@ def roofline_report(models: Any, *, input: tuple[int, ...] | None = None, batch:
             result.error = None if timed.ok else timed.error
             report.models.append(result)
         return report
-    finally:
-        torch.set_num_threads(saved)
 
 
 def plot_roofline(result: RooflineResult, folder: Any) -> list[Any]:

@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable, Sequence
 from cnnlab.bench.runtimes import DTYPES, RUNTIMES, get_runtime, shared_exports
 from cnnlab.bench.timer import time_callable
 from cnnlab.bench.verify import WEAK, max_rel_diff, reference_model, tolerance_for
+from cnnlab.threads import torch_threads
 
 __all__ = ["BenchResult", "Result", "bench", "load_warning", "machine_info", "one_line"]
 
@@ -240,11 +241,7 @@ def bench(
         models = [models]
     batches = [batch] if isinstance(batch, int) else list(batch)
     names = _check(runtimes, dtype, device, batches, warmup, repeat, min_time, threads)
-    saved_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        n_threads = torch.get_num_threads()
+    with torch_threads(threads) as n_threads:
         out = BenchResult(machine_info(device))
         for spec in models:
             label, model, native = _resolve(spec)
@@ -256,8 +253,6 @@ def bench(
                         if progress is not None:
                             progress(result)
         return out
-    finally:
-        torch.set_num_threads(saved_threads)
 
 
 def one_line(exc: BaseException) -> str:

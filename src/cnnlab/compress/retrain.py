@@ -161,7 +161,7 @@ def prune_checkpoint(name: str, checkpoint: str | Path, *, sparsity: float | Non
     ``out`` is None) as a ``cnnlab train``-style checkpoint with ``"pruning": {layer: sparsity}``.
     Raises CompressError (bad arguments), CheckpointError, DataError."""
     from cnnlab.train.checkpoint import load_state, save_checkpoint
-    from cnnlab.train.engine import torch_threads
+    from cnnlab.threads import torch_threads
     from cnnlab.train.inference import evaluate_model, from_checkpoint
 
     if isinstance(finetune_epochs, bool) or not isinstance(finetune_epochs, int) or finetune_epochs < 0:
@@ -222,21 +222,17 @@ def _retrain(trained: Any, masks: Mapping[str, torch.Tensor], config: Any, data:
              lr: float | None, progress: Callable[[str], None] | None) -> dict[str, Any]:
     from torch.utils.data import DataLoader
 
-    from cnnlab.train.data import load_data
+    from cnnlab.train.inference import trained_splits
     from cnnlab.train.losses import make_objective
     from cnnlab.train.optim import make_optimizer, make_scheduler
 
-    channels, height, width = trained.input_size
-    dataset = load_data(data, input_size=(height, width), channels=channels, augment=config.augment)
-    if list(dataset.classes) != list(trained.classes):
-        raise CompressError(f"{data} has other classes than the checkpoint ({len(dataset.classes)} vs "
-                            f"{len(trained.classes)}): fine-tune on the data it was trained on")
+    dataset = trained_splits(trained, data, use="fine-tune on", augment=config.augment)
     lr = lr if lr is not None else config.lr
     settings = replace(config, epochs=epochs, lr=lr)
     loader = DataLoader(dataset.train, batch_size=settings.batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(settings.seed))
-    objective = make_objective(trained.model, label_smoothing=settings.label_smoothing, mean=dataset.mean,
-                               std=dataset.std, num_classes=len(trained.classes), label=trained.name)
+    objective = make_objective(trained.model, label_smoothing=settings.label_smoothing, mean=trained.mean,
+                               std=trained.std, num_classes=len(trained.classes), label=trained.name)
     optimizer = make_optimizer(trained.model, settings)
     scheduler = make_scheduler(optimizer, settings, len(loader))
     with torch.random.fork_rng(devices=[]):  # augmentation and dropout draw from here

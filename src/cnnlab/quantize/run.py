@@ -120,7 +120,7 @@ def measure_latency(model: Any, path: str | os.PathLike[str], example: Any, *, b
     folded) through the ``cnnlab.bench`` runtime of ``backend`` and of the INT8 file at ``path``,
     timed side by side with the same ``threads``."""
     from cnnlab.bench.runtimes import get_runtime
-    from cnnlab.train.engine import torch_threads
+    from cnnlab.threads import torch_threads
 
     form = get_backend(backend)
     with torch_threads(threads) as n:
@@ -208,7 +208,7 @@ def quantize_trained(trained: Any, out: str | os.PathLike[str], *, data: str | N
     ``QuantizeError`` when the backend is not installed or fails on the model."""
     from cnnlab.quantize.calibrate import calibration_batches as draw
     from cnnlab.quantize.calibrate import top1_accuracy
-    from cnnlab.train.engine import torch_threads
+    from cnnlab.threads import torch_threads
     from cnnlab.train.inference import trained_splits
 
     say = progress or (lambda text: None)

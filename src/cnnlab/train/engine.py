@@ -39,6 +39,7 @@ from cnnlab.train.distributed import Context, setup, teardown
 from cnnlab.train.epoch import (
     EpochSums, Reporter, SkipSampler, StepProgress, StopRequest, TrainingError, evaluate, train_one_epoch,
 )
+from cnnlab.threads import torch_threads  # re-exported: cnnlab.train.engine.torch_threads
 from cnnlab.train.logs import RunLog
 from cnnlab.train.losses import make_objective
 from cnnlab.train.optim import make_optimizer, make_scheduler
@@ -333,19 +334,6 @@ def _deterministic(on: bool) -> Iterator[None]:
         yield
     finally:
         torch.use_deterministic_algorithms(before, warn_only=before_warn)
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[int]:
-    """``torch.set_num_threads(threads)`` for the block, restored after; None (or 0) leaves
-    torch's. Yields the count in force. Training, pruning's retraining and quantization use it."""
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(before)
 
 
 @contextlib.contextmanager

@@ -270,16 +270,16 @@ def evaluate_model(trained: Trained, data: str | None = None, *, batch_size: int
                       confusion.tolist() if confusion is not None else None, k)
 
 
-def trained_splits(trained: Trained, data: str | None = None, *, use: str = "use") -> Data:
+def trained_splits(trained: Trained, data: str | None = None, *, use: str = "use", augment: bool = False) -> Data:
     """The train and test splits of ``data`` (default: the checkpoint's) as ``trained`` expects
     them: its input size and channels, its normalisation (items normalised with the data's own
     statistics are brought to the model's), its classes (a ``DataError`` saying to ``use`` data
-    with the same classes when they differ)."""
+    with the same classes when they differ); the training split augmented when ``augment``."""
     data = data or trained.data
     if data is None:
         raise DataError("give --data: the weights do not say which data they were trained on")
     channels, height, width = trained.input_size
-    split = load_data(data, input_size=(height, width), channels=channels)
+    split = load_data(data, input_size=(height, width), channels=channels, augment=augment)
     if list(split.classes) != list(trained.classes):
         raise DataError(f"{data} has {len(split.classes)} classes ({_names(split.classes)}); the checkpoint was "
                         f"trained on {len(trained.classes)} ({_names(trained.classes)}): {use} data with the "
