@@ -123,6 +123,39 @@ class Broken(Runtime):
         raise RuntimeError("cannot lower aten::conv2d")
 
 
+class Wide(nn.Module):
+    """Models of one class and widths: one ``forward`` code object, as every zoo model has."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        torch.manual_seed(width)
+        self.conv, self.fc = nn.Conv2d(3, width, 3), nn.Linear(width, 10)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).relu().mean((2, 3)))
+
+
+class NotTraced(Wide):
+    @torch._dynamo.disable
+    def forward(self, x):
+        return super().forward(x)
+
+
+@pytest.mark.slow
+def test_compile_compiles_every_model_though_they_share_one_forward(monkeypatch):
+    """With dynamo's recompile limit at 1, the second model of a class would run eagerly under
+    the compile runtime's name unless each model starts from empty caches; a model dynamo does
+    not trace at all is an error, not an eager timing called compiled."""
+    reason = RUNTIMES["compile"].available()
+    if reason:
+        pytest.skip(reason)
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    models = [("w4", Wide(4)), ("w6", Wide(6)), ("w8", Wide(8)), ("eager only", NotTraced(5))]
+    result = bench(models, input=(3, 10, 10), runtimes="compile", warmup=0, repeat=1)
+    assert [r.ok for r in result.results] == [True, True, True, False], [r.error for r in result.results]
+    assert "captured no graph" in result.results[-1].error
+
+
 @pytest.fixture
 def fakes(monkeypatch):
     for runtime in (Perturbed(), Missing(), Broken()):

@@ -151,7 +151,12 @@ def _c_compiler() -> str | None:
 
 class Compile(Runtime):
     """``torch.compile`` (inductor). The first call compiles; ``prepare`` makes it, so a
-    compilation failure is reported as this runtime's error."""
+    compilation failure is reported as this runtime's error. Each model starts from empty
+    dynamo caches (``torch._dynamo.reset()``, which also drops what else this process compiled):
+    every zoo model runs the same ``forward`` code (``cnnlab.models.base``), and after
+    ``recompile_limit`` (8) compiled variants of one code object dynamo silently runs the rest
+    eagerly, so the 9th model on would have been timed in eager mode under this runtime's name.
+    A model of which dynamo captured no graph is reported as an error, not timed."""
 
     name = "compile"
 
@@ -164,10 +169,16 @@ class Compile(Runtime):
     def prepare(self, model, example, *, dtype="fp32", device="cpu", threads=None):
         import torch
 
+        from torch._dynamo.utils import counters
+
         module, x = _torch_copy(model, example, dtype, device)
+        torch._dynamo.reset()
+        graphs = counters["stats"]["unique_graphs"]
         compiled = torch.compile(module)
         with torch.inference_mode():
             compiled(x)
+        if counters["stats"]["unique_graphs"] == graphs:
+            raise RuntimeError("torch.compile captured no graph of this model: it would run in eager mode")
         return lambda: compiled(x)
 
 
