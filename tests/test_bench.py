@@ -142,16 +142,18 @@ class NotTraced(Wide):
 
 
 @pytest.mark.slow
-def test_compile_compiles_every_model_though_they_share_one_forward(monkeypatch):
+def test_compile_compiles_every_model_though_they_share_one_forward():
     """With dynamo's recompile limit at 1, the second model of a class would run eagerly under
     the compile runtime's name unless each model starts from empty caches; a model dynamo does
     not trace at all is an error, not an eager timing called compiled."""
     reason = RUNTIMES["compile"].available()
     if reason:
         pytest.skip(reason)
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
     models = [("w4", Wide(4)), ("w6", Wide(6)), ("w8", Wide(8)), ("eager only", NotTraced(5))]
-    result = bench(models, input=(3, 10, 10), runtimes="compile", warmup=0, repeat=1)
+    limit = torch._dynamo.config.recompile_limit
+    with torch._dynamo.config.patch(recompile_limit=1):  # (monkeypatch would delete the entry on undo)
+        result = bench(models, input=(3, 10, 10), runtimes="compile", warmup=0, repeat=1)
+    assert torch._dynamo.config.recompile_limit == limit
     assert [r.ok for r in result.results] == [True, True, True, False], [r.error for r in result.results]
     assert "captured no graph" in result.results[-1].error
 
