@@ -109,6 +109,20 @@ class Perturbed(Runtime):
         return lambda: wrong(example)
 
 
+class Retried(Perturbed):
+    """Wrong as prepared first, right with its ``fallback`` (or wrong again: ``stays_wrong``)."""
+
+    name = "retried"
+    fallback = "prepared the safe way"
+    stays_wrong = False
+
+    def prepare(self, model, example, *, fallback=False, **kwargs):
+        if fallback and not self.stays_wrong:
+            right = copy.deepcopy(model).eval()
+            return lambda: right(example)
+        return super().prepare(model, example, **kwargs)
+
+
 class Missing(Runtime):
     name = "missing"
 
@@ -160,7 +174,7 @@ def test_compile_compiles_every_model_though_they_share_one_forward():
 
 @pytest.fixture
 def fakes(monkeypatch):
-    for runtime in (Perturbed(), Missing(), Broken()):
+    for runtime in (Perturbed(), Retried(), Missing(), Broken()):
         monkeypatch.setitem(RUNTIMES, runtime.name, runtime)
 
 
@@ -178,6 +192,18 @@ def test_disagreeing_missing_and_failing_runtimes_are_reported(fakes):
     assert wrong.median_ms is None  # a wrong runtime is not timed
     assert not by_name["missing"].ok and "not installed on this machine" in by_name["missing"].error
     assert not by_name["broken"].ok and "cannot lower aten::conv2d" in by_name["broken"].error
+
+
+def test_a_disagreeing_runtime_with_a_fallback_is_retried_and_says_so(fakes, monkeypatch):
+    retried = _run(Small(), ["retried"]).results[0]
+    assert retried.ok and retried.max_rel_diff < 1e-6 and retried.median_ms > 0
+    assert retried.note.startswith("prepared the safe way (max relative difference ")
+    monkeypatch.setattr(Retried, "stays_wrong", True)
+    again = _run(Small(), ["retried"]).results[0]
+    assert not again.ok and "disagrees" in again.error and again.median_ms is None
+    assert "prepared the safe way" in again.note
+    perturbed = _run(Small(), ["perturbed"]).results[0]  # no fallback: no retry, no note
+    assert not perturbed.ok and perturbed.note == ""
 
 
 def test_degenerate_logits_trap(fakes):

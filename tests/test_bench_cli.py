@@ -85,3 +85,31 @@ def test_user_model_needs_an_input(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["bench", "net.py:net"]) == 2
     assert "--input" in capsys.readouterr().err
+
+
+def test_a_runtime_retried_with_its_fallback_is_noted_under_the_table(tmp_path, capsys, monkeypatch):
+    import copy
+
+    import torch
+
+    from cnnlab.bench.runtimes import RUNTIMES, Runtime
+
+    class Retried(Runtime):
+        name, fallback = "retried", "prepared the safe way"
+
+        def prepare(self, model, example, *, fallback=False, **kwargs):
+            copied = copy.deepcopy(model).eval()
+            if not fallback:
+                with torch.no_grad():
+                    next(copied.parameters()).mul_(1.5)
+            return lambda: copied(example)
+
+    monkeypatch.setitem(RUNTIMES, "retried", Retried())
+    monkeypatch.setattr("cnnlab.cli.bench.RUNTIME_NAMES", (*RUNTIMES,))
+    (tmp_path / "net.py").write_text("from torch import nn\nnet = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten())\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench", "net.py:net", "--input", "3x8x8", "--runtime", "eager,retried", "--repeat", "1",
+                 "--warmup", "0"]) == 0
+    out = capsys.readouterr().out
+    notes = out[out.index("\nnotes:\n"):].splitlines()
+    assert len(notes) == 3 and notes[2].startswith("  net.py:net: prepared the safe way (max relative difference ")

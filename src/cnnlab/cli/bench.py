@@ -201,3 +201,6 @@ def _print_table(result: Any) -> None:
                "resident-set high-water mark so far (CPU) or max allocated (CUDA); load "
                + " ".join(f"{x:.2f}" for x in (m.get("loadavg") or [])))
     print_table(header, rows, {4, 5, 6, 7, 8}, caption=caption)
+    notes = dict.fromkeys(f"  {r.model}: {r.note}" for r in result.results if r.note)  # in order, once each
+    if notes:
+        print("notes:", *notes, sep="\n")
