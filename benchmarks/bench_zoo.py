@@ -81,6 +81,15 @@ def summarise(path: str, runtimes: list[str]) -> None:
     print(f"\nfailures, by reason ({len(reasons)} distinct; {len(unexplained)} without a reason)")
     for reason, models in sorted(reasons.items(), key=lambda kv: -len(kv[1])):
         print(f"  {len(models):3d} x {reason[:160]}\n        {', '.join(models)}")
+    # a runtime that ran only after its fallback (its note, beyond what eager's says about the model)
+    eager_note = {r["model"]: r.get("note", "") for r in rows if r["runtime"] == "eager"}
+    fallbacks: dict[str, list[str]] = collections.defaultdict(list)
+    for r in rows:
+        note = r.get("note", "")
+        if r["ok"] and note and note != eager_note.get(r["model"], ""):
+            fallbacks[f"{r['runtime']}: {note}"].append(r["model"])
+    for reason, models in fallbacks.items():
+        print(f"  ok after a fallback, {len(models)} x {reason[:160]}\n        {', '.join(models)}")
 
 
 if __name__ == "__main__":
