@@ -159,17 +159,27 @@ class NotTraced(Wide):
 def test_compile_compiles_every_model_though_they_share_one_forward():
     """With dynamo's recompile limit at 1, the second model of a class would run eagerly under
     the compile runtime's name unless each model starts from empty caches; a model dynamo does
-    not trace at all is an error, not an eager timing called compiled."""
+    not trace at all is an error, not an eager timing called compiled. The code inductor generated
+    for one model (with its weights) is let go of when the next one compiles."""
     reason = RUNTIMES["compile"].available()
     if reason:
         pytest.skip(reason)
+    import sys
+
+    from torch._inductor.codecache import PyCodeCache
+
     models = [("w4", Wide(4)), ("w6", Wide(6)), ("w8", Wide(8)), ("eager only", NotTraced(5))]
     limit = torch._dynamo.config.recompile_limit
     with torch._dynamo.config.patch(recompile_limit=1):  # (monkeypatch would delete the entry on undo)
-        result = bench(models, input=(3, 10, 10), runtimes="compile", warmup=0, repeat=1)
+        first = bench(models[:1], input=(3, 10, 10), runtimes="compile", warmup=0, repeat=1)
+        generated = [m.__name__ for m in PyCodeCache.modules]  # w4's code, holding its weights
+        assert generated and all(name in sys.modules for name in generated)
+        rest = bench(models[1:], input=(3, 10, 10), runtimes="compile", warmup=0, repeat=1)
     assert torch._dynamo.config.recompile_limit == limit
-    assert [r.ok for r in result.results] == [True, True, True, False], [r.error for r in result.results]
-    assert "captured no graph" in result.results[-1].error
+    results = first.results + rest.results
+    assert [r.ok for r in results] == [True, True, True, False], [r.error for r in results]
+    assert "captured no graph" in results[-1].error
+    assert not any(name in sys.modules for name in generated)  # let go of once the next model compiles
 
 
 @pytest.fixture
